@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parents[1]
 E2E_REQUIRED = os.environ.get("FLASKSCALE_E2E") == "required"
 
 # Keep a developer's own Copier settings (defaults, trust lists) out of the tests.
-_SETTINGS = Path(os.environ.get("PYTEST_COPIER_SETTINGS", "/tmp/flaskscale-empty-copier-settings.yml"))
+_SETTINGS = Path("/tmp/flaskscale-empty-copier-settings.yml")
 _SETTINGS.write_text("{}\n")
 os.environ["COPIER_SETTINGS_PATH"] = str(_SETTINGS)
 

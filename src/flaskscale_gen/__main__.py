@@ -1,0 +1,3 @@
+from flaskscale_gen.cli import app
+
+app(prog_name="flaskscale")

@@ -1,0 +1,173 @@
+"""Rendering a new project: into a staging folder first, moved into place only when complete.
+
+Whatever happens (a rejected answer, a failing render, Ctrl-C), the destination is either
+the finished project or exactly what it was before.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from flaskscale_gen.errors import FlaskscaleError
+from flaskscale_gen.template_source import is_checkout, template_root
+
+
+@dataclass
+class Result:
+    dest: Path
+    answers: dict[str, Any]
+    files: list[str]
+    committed: bool
+
+
+def current_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def check_destination(dest: Path) -> None:
+    """Refuse a destination that holds anything, or that cannot be written."""
+    if dest.exists() and not dest.is_dir():
+        raise FlaskscaleError(f"{dest} exists and is a file: choose a new folder for the project")
+    if dest.is_dir() and any(dest.iterdir()):
+        raise FlaskscaleError(
+            f"{dest} exists and is not empty: choose a new folder, or empty this one first"
+        )
+    parent = next(p for p in (dest, *dest.parents) if p.exists())
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise FlaskscaleError(f"cannot write to {parent}: choose a folder you can write to")
+
+
+def _copier_error_message(exc: Exception) -> str:
+    message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    # "Validation error for question 'x': <the template's own message>"
+    if message.startswith("Validation error for question"):
+        message = message.split(": ", 1)[-1]
+    return message
+
+
+def render(
+    staging: Path,
+    answers: Mapping[str, Any],
+    *,
+    defaults: bool,
+    name_default: str,
+) -> dict[str, Any]:
+    """Run Copier into ``staging``; return the recorded answers."""
+    import copier
+    from copier.errors import CopierError, DirtyLocalWarning
+
+    root = template_root()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DirtyLocalWarning)
+        try:
+            worker = copier.run_copy(
+                str(root),
+                str(staging),
+                data=dict(answers),
+                user_defaults={"project_name": name_default},
+                defaults=defaults,
+                # A source checkout renders its working tree, not its latest tag.
+                vcs_ref="HEAD" if is_checkout(root) else None,
+                unsafe=True,
+                quiet=True,
+                overwrite=True,
+                cleanup_on_error=False,
+            )
+        except KeyboardInterrupt:
+            raise
+        except (CopierError, ValueError, TypeError) as exc:
+            raise FlaskscaleError(_copier_error_message(exc)) from None
+    return {k: v for k, v in worker.answers.combined.items() if not k.startswith("_")}
+
+
+def list_files(root: Path) -> list[str]:
+    return sorted(
+        str(path.relative_to(root))
+        for path in root.rglob("*")
+        if path.is_file() and ".git" not in path.relative_to(root).parts
+    )
+
+
+def git_init(project: Path, author_name: str, author_email: str) -> None:
+    """Make the project a git repository with one commit, so that it can be updated later."""
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", *args], cwd=project, check=True, capture_output=True, text=True)
+
+    identity = []
+    for key, fallback in (("user.name", author_name), ("user.email", author_email)):
+        configured = subprocess.run(
+            ["git", "config", "--get", key], cwd=project, capture_output=True, text=True
+        ).stdout.strip()
+        if not configured:
+            identity += ["-c", f"{key}={fallback}"]
+    try:
+        git("init", "--quiet", "--initial-branch=main")
+        git("add", "--all")
+        git(*identity, "commit", "--quiet", "--no-verify", "-m", "Initial project from flaskscale")
+    except subprocess.CalledProcessError as exc:
+        detail = (exc.stderr or "").strip().splitlines()
+        raise FlaskscaleError(
+            f"git failed ({detail[-1] if detail else exc}): fix git, or pass --no-git"
+        ) from None
+
+
+def new_project(
+    dest: Path,
+    answers: Mapping[str, Any],
+    *,
+    defaults: bool,
+    git: bool = True,
+    pretend: bool = False,
+) -> Result:
+    """Render a project into ``dest`` (or, with ``pretend``, only say what it would hold)."""
+    dest = dest.expanduser().absolute()
+    check_destination(dest)
+    if git and not pretend and shutil.which("git") is None:
+        raise FlaskscaleError("git is not installed: install git, or pass --no-git")
+
+    if pretend:
+        with tempfile.TemporaryDirectory(prefix="flaskscale-pretend-") as tmp:
+            staging = Path(tmp) / dest.name
+            recorded = render(staging, answers, defaults=defaults, name_default=dest.name)
+            return Result(dest, recorded, list_files(staging), committed=False)
+
+    created_parents = [p for p in reversed(dest.parents) if not p.exists()]
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.flaskscale-", dir=dest.parent))
+        staging.chmod(0o777 & ~current_umask())
+    except OSError as exc:
+        if created_parents:
+            shutil.rmtree(created_parents[0], ignore_errors=True)
+        raise FlaskscaleError(
+            f"cannot write to {dest.parent} ({exc.strerror}): choose a folder you can write to"
+        ) from None
+    try:
+        recorded = render(staging, answers, defaults=defaults, name_default=dest.name)
+        if git:
+            git_init(staging, recorded["author_name"], recorded["author_email"])
+        files = list_files(staging)
+        if dest.exists():
+            dest.rmdir()  # checked empty above
+        staging.rename(dest)
+    except BaseException as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        if created_parents:
+            shutil.rmtree(created_parents[0], ignore_errors=True)
+        if isinstance(exc, OSError):
+            raise FlaskscaleError(
+                f"writing the project failed ({exc}): check the disk and permissions, then retry"
+            ) from None
+        raise
+    return Result(dest, recorded, files, committed=git)
