@@ -18,6 +18,10 @@ from typing import Any
 
 import pytest
 
+# tests/matrix.py: the option matrix's summary table (combination x check) at the end of a run;
+# tests/podman_support.py: the container image's build time, size and start-up time.
+pytest_plugins = ["matrix", "podman_support"]
+
 REPO = Path(__file__).resolve().parents[1]
 E2E_REQUIRED = os.environ.get("FLASKSCALE_E2E") == "required"
 
@@ -138,3 +142,37 @@ def chdir_tmp(tmp_path: Path) -> Iterator[Path]:
         yield tmp_path
     finally:
         os.chdir(old)
+
+
+@pytest.fixture(scope="session")
+def built_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The flaskscale-gen wheel, built once per session from this checkout."""
+    outdir = tmp_path_factory.mktemp("wheel")
+    run([sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(outdir)], REPO)
+    (wheel,) = outdir.glob("flaskscale_gen-*.whl")
+    return wheel
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_http(url: str, timeout: float = 30, proc: subprocess.Popen | None = None) -> bytes:
+    """Poll ``url`` until it answers 2xx; fail early if ``proc`` exits."""
+    import time
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            pytest.fail(f"process exited with {proc.returncode} before {url} answered")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                return response.read()
+        except OSError as exc:
+            last = exc
+            time.sleep(0.2)
+    pytest.fail(f"{url} did not answer within {timeout}s: {last}")

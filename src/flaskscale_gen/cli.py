@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import sys
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -22,6 +24,7 @@ from flaskscale_gen.questions import (
     validate_answers,
 )
 from flaskscale_gen.template_source import template_root
+from flaskscale_gen.update import apply_update, plan_update
 
 app = typer.Typer(
     name="flaskscale",
@@ -30,13 +33,18 @@ app = typer.Typer(
     rich_markup_mode="rich",
     pretty_exceptions_enable=False,
 )
-out = Console()
+out = Console(soft_wrap=True)
 err = Console(stderr=True)
 
 
 def fail(message: str) -> typer.Exit:
     err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     return typer.Exit(code=2)
+
+
+class Conflict(StrEnum):
+    inline = "inline"
+    rej = "rej"
 
 
 def version_callback(value: bool) -> None:
@@ -169,4 +177,98 @@ def options() -> None:
             q.help,
             q.condition,
         )
-    out.print(table)
+    # Piped output is not cut to 80 columns: wide enough for every help text on one line.
+    Console(width=None if sys.stdout.isatty() else 220).print(table)
+
+
+@app.command(
+    epilog=(
+        "[bold]Examples[/]\n\n"
+        "  flaskscale update                  # this folder, to this flaskscale's version\n\n"
+        "  flaskscale update myapp --to 0.3.0 --pretend\n\n"
+        "  flaskscale update --defaults --data celery=true   # turn Celery on, ask nothing"
+    )
+)
+def update(
+    path: Annotated[
+        Path, typer.Argument(help="The project folder (a git repo with a clean tree).")
+    ] = Path("."),
+    to: Annotated[
+        str | None,
+        typer.Option("--to", metavar="VERSION", help="Template version (default: this one)."),
+    ] = None,
+    data: Annotated[
+        list[str],
+        typer.Option("--data", "-d", metavar="KEY=VALUE", help="Change one answer (repeatable)."),
+    ] = [],  # noqa: B006 - typer reads the default, never mutates it
+    conflict: Annotated[
+        Conflict,
+        typer.Option(help="Conflicts as markers in the file (inline) or beside it (.rej files)."),
+    ] = Conflict.inline,
+    pretend: Annotated[
+        bool, typer.Option("--pretend", help="Show what would change; change nothing.")
+    ] = False,
+    defaults: Annotated[
+        bool,
+        typer.Option("--defaults", "-y", help="Keep the previous answers; ask nothing."),
+    ] = False,
+) -> None:
+    """Update a generated project to a newer template version, keeping your edits."""
+    say = functools.partial(out.print, soft_wrap=True, highlight=False)
+    try:
+        questions = load_questions(template_root())
+        answers = validate_answers(questions, parse_data_options(data), "--data")
+        plan = plan_update(path, to=to, data=answers)
+        if not defaults and not sys.stdin.isatty():
+            raise FlaskscaleError(
+                "no terminal to ask the questions on: pass --defaults (-y) to keep your answers"
+            )
+        outcome = apply_update(plan, conflict=conflict.value, defaults=defaults, pretend=pretend)
+    except FlaskscaleError as exc:
+        raise fail(str(exc)) from None
+    except KeyboardInterrupt:
+        raise fail("interrupted: the project was put back as it was") from None
+
+    verb = "Would update" if pretend else "Updated"
+    say(
+        f"{verb} {plan.project} from {plan.from_label} to {outcome.to_commit}: "
+        f"{len(outcome.changed)} files changed.",
+        highlight=False,
+    )
+    for line in outcome.changed:
+        say(f"  {line}", markup=False, highlight=False)
+    if pretend:
+        if outcome.conflicts or outcome.rejects:
+            clashes = ", ".join(outcome.conflicts + outcome.rejects)
+            say(f"It would leave conflicts in: {clashes}", markup=False, highlight=False)
+        say("Nothing was changed (--pretend).")
+        return
+    if outcome.conflicts:
+        say(f"Conflicts in {len(outcome.conflicts)} files (your lines and the template's):")
+        for name in outcome.conflicts:
+            say(f"  {name}", markup=False, highlight=False)
+        say(
+            "Next: in each file keep what you want between '<<<<<<< before updating' and "
+            "'>>>>>>> after updating', delete the markers, run the tests, then commit:",
+            markup=False,
+        )
+    elif outcome.rejects:
+        say(f"Changes that did not apply, in {len(outcome.rejects)} .rej files:")
+        for name in outcome.rejects:
+            say(f"  {name}", markup=False, highlight=False)
+        say(
+            "Next: apply each .rej by hand to the file beside it, delete the .rej files, "
+            "run the tests, then commit:",
+            markup=False,
+        )
+    elif outcome.changed:
+        say("Next: review with 'git diff', run the tests, then commit:", markup=False)
+    else:
+        say("Already up to date: nothing changed.")
+        return
+    say(
+        f"  git add -A && git commit -m 'Update to flaskscale template {outcome.to_commit}'",
+        markup=False,
+        highlight=False,
+    )
+    say("  (or undo everything with: git reset --hard && git clean -fd)", markup=False)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from flaskscale_gen.errors import FlaskscaleError
-from flaskscale_gen.template_source import is_checkout, template_root
+from flaskscale_gen.template_source import git_environment, origin, record_source
 
 
 @dataclass
@@ -62,22 +62,26 @@ def render(
     defaults: bool,
     name_default: str,
 ) -> dict[str, Any]:
-    """Run Copier into ``staging``; return the recorded answers."""
+    """Run Copier into ``staging``; return the recorded answers.
+
+    The answers file records where the template came from and its version, in a form
+    ``copier update`` resolves later (see template_source).
+    """
     import copier
     from copier.errors import CopierError, DirtyLocalWarning
+    from plumbum import ProcessExecutionError
 
-    root = template_root()
-    with warnings.catch_warnings():
+    source = origin()
+    with warnings.catch_warnings(), git_environment(source.env):
         warnings.simplefilter("ignore", DirtyLocalWarning)
         try:
             worker = copier.run_copy(
-                str(root),
+                source.render_from,
                 str(staging),
                 data=dict(answers),
                 user_defaults={"project_name": name_default},
                 defaults=defaults,
-                # A source checkout renders its working tree, not its latest tag.
-                vcs_ref="HEAD" if is_checkout(root) else None,
+                vcs_ref=source.vcs_ref,
                 unsafe=True,
                 quiet=True,
                 overwrite=True,
@@ -87,6 +91,16 @@ def render(
             raise
         except (CopierError, ValueError, TypeError) as exc:
             raise FlaskscaleError(_copier_error_message(exc)) from None
+        except ProcessExecutionError as exc:
+            lines = (exc.stderr or "").strip().splitlines()
+            raise FlaskscaleError(
+                f"git could not read template {source.vcs_ref} from {source.render_from} "
+                f"({lines[-1] if lines else exc.retcode}): "
+                "reinstall flaskscale-gen"
+            ) from None
+    answers_file = staging / worker.answers_relpath
+    if answers_file.is_file():
+        record_source(answers_file, source.src_path, source.commit)
     return {k: v for k, v in worker.answers.combined.items() if not k.startswith("_")}
 
 

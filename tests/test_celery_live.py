@@ -1,0 +1,284 @@
+"""Celery on real brokers: a real worker runs the generated project's tasks.
+
+For each broker (Redis, RabbitMQ) a project is rendered with ``celery`` and ``api`` and its
+worker is started with the generated ``celery -A make_celery worker``. The tests submit the
+example task and an asynchronous API request, and kill a worker with SIGKILL in the middle of a
+task: a new worker must run the task to completion (``task_acks_late``).
+
+Isolation: every project gets its own slug, hence its own queue (``task_default_queue`` is the
+slug), and each broker its own Redis database, so neither parallel runs nor Redis's
+restore-unacknowledged pass touch other tests' tasks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import project_env, render, require_service
+
+REDIS_PORT = 6379
+RABBITMQ_PORT = 5672
+REDIS_DB = {"redis": 13, "rabbitmq": 14}
+# Redis hands a task whose worker vanished to another worker after this many seconds.
+VISIBILITY_TIMEOUT = 3
+
+# A slow, observable task, loaded into the worker with `-I live_probe`: it records each start
+# and each completion in a file, so a test can tell a task that ran twice from one that ran once.
+PROBE = """\
+import time
+
+from celery import shared_task
+
+
+@shared_task
+def slow_write(path: str, seconds: float) -> str:
+    with open(path, "a") as marks:
+        marks.write("start\\n")
+    time.sleep(seconds)
+    with open(path, "a") as marks:
+        marks.write("done\\n")
+    return "finished"
+"""
+
+
+class LiveProject:
+    def __init__(self, path: Path, slug: str, broker: str) -> None:
+        self.path = path
+        self.slug = slug
+        self.broker = broker
+        redis_url = f"redis://127.0.0.1:{REDIS_PORT}/{REDIS_DB[broker]}"
+        self.env = {
+            **project_env(path),
+            "FLASK_CONFIG": "development",
+            "SECRET_KEY": "live-test",
+            "DATABASE_URL": f"sqlite:///{path / 'live.db'}",
+            "REDIS_URL": redis_url,
+        }
+        if broker == "rabbitmq":
+            self.env["CELERY_BROKER_URL"] = f"amqp://guest:guest@127.0.0.1:{RABBITMQ_PORT}//"
+        else:
+            self.env["CELERY_VISIBILITY_TIMEOUT"] = str(VISIBILITY_TIMEOUT)
+        self._app = None
+
+    @property
+    def app(self):
+        """The project's Flask app in this process, configured like the worker."""
+        if self._app is None:
+            saved = dict(os.environ)
+            os.environ.update(self.env)
+            try:
+                sys.path.insert(0, str(self.path))
+                package = importlib.import_module(self.slug)
+                self._app = package.create_app()
+            finally:
+                os.environ.clear()
+                os.environ.update(saved)
+            importlib.import_module(f"{self.slug}.models")
+            with self._app.app_context():
+                self._app.extensions["sqlalchemy"].create_all()
+        return self._app
+
+    @property
+    def celery(self):
+        return self.app.extensions["celery"]
+
+
+class Worker:
+    """A ``celery -A make_celery worker`` process (and its pool) in its own process group."""
+
+    def __init__(self, project: LiveProject, name: str, log: Path) -> None:
+        self.log = log
+        command = [sys.executable, "-m", "celery", "-A", "make_celery", "worker"]
+        options = ["-I", "live_probe", "-c", "1", "-n", f"{name}@%h", "--loglevel", "INFO"]
+        with log.open("w") as out:  # the worker keeps its own copy of the file
+            self.proc = subprocess.Popen(
+                [*command, *options, "--without-gossip", "--without-mingle"],
+                cwd=project.path,
+                env=project.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if " ready." in self.output():
+                return
+            if self.proc.poll() is not None:
+                pytest.fail(f"the worker exited with {self.proc.returncode}:\n{self.output()}")
+            time.sleep(0.2)
+        pytest.fail(f"the worker was not ready after {timeout} s:\n{self.output()}")
+
+    def pool_processes(self) -> list[int]:
+        """The pids of the worker's pool processes (its children)."""
+        children = []
+        for thread in Path(f"/proc/{self.proc.pid}/task").iterdir():
+            children += [int(pid) for pid in (thread / "children").read_text().split()]
+        return children
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        """Send ``sig`` to the whole worker: the main process and its pool processes."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, sig)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(timeout=15)
+
+
+@pytest.fixture(scope="module", params=["redis", "rabbitmq"])
+def live_project(request, template_dir, tmp_path_factory) -> Iterator[LiveProject]:
+    broker = request.param
+    require_service("Redis", REDIS_PORT)
+    if broker == "rabbitmq":
+        require_service("RabbitMQ", RABBITMQ_PORT)
+    slug = f"live_{broker}_{secrets.token_hex(3)}"
+    path = tmp_path_factory.mktemp(f"celery-{broker}") / slug
+    answers = {
+        "project_name": slug,
+        "project_slug": slug,
+        "celery": True,
+        "celery_broker": broker,
+        "api": True,
+        "web_ui": False,
+        "socketio": False,
+        "docker": False,
+        "ci": "none",
+    }
+    render(template_dir, path, answers)
+    (path / "live_probe.py").write_text(PROBE)
+    import redis
+
+    results = redis.Redis.from_url(f"redis://127.0.0.1:{REDIS_PORT}/{REDIS_DB[broker]}")
+    results.flushdb()
+    project = LiveProject(path, slug, broker)
+    yield project
+    if project.broker == "rabbitmq" and project._app is not None:
+        with project.celery.connection_for_write() as connection:
+            connection.default_channel.queue_delete(slug)  # RabbitMQ keeps queues until deleted
+    results.flushdb()
+
+
+@pytest.fixture
+def start_worker(live_project: LiveProject, tmp_path: Path) -> Iterator:
+    """Start workers on ``live_project``; every one of them is killed at the end of the test."""
+    workers: list[Worker] = []
+
+    def start(name: str) -> Worker:
+        worker = Worker(live_project, name, tmp_path / f"{name}.log")
+        workers.append(worker)
+        worker.wait_ready()
+        return worker
+
+    try:
+        yield start
+    finally:
+        for worker in workers:
+            if worker.proc.poll() is None:
+                worker.kill(signal.SIGTERM)
+            worker.kill()
+
+
+def wait_for(predicate, timeout: float, message: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.2)
+    pytest.fail(message)
+
+
+def test_a_worker_runs_the_example_task(live_project: LiveProject, start_worker):
+    app = live_project.app
+    assert not live_project.celery.conf.task_always_eager
+    with app.app_context():
+        models = importlib.import_module(f"{live_project.slug}.models")
+        db = app.extensions["sqlalchemy"]
+        user = models.User(username="ada", email="ada@example.com", password="pw")
+        db.session.add_all(
+            [user, models.Item(name="a", owner=user), models.Item(name="b", owner=user)]
+        )
+        db.session.commit()
+        user_id = user.id
+    worker = start_worker("tasks")
+    result = live_project.celery.send_task(f"{live_project.slug}.tasks.count_items", args=[user_id])
+    assert result.get(timeout=30) == {"user_id": user_id, "items": 2}
+    wait_for(
+        lambda: f"tasks.count_items[{result.id}] succeeded" in worker.output(),
+        10,
+        f"the worker did not log the task:\n{worker.output()}",
+    )
+
+
+def test_an_asynchronous_request_is_run_by_the_worker(live_project: LiveProject, start_worker):
+    client = live_project.app.test_client()
+    account = {"username": "grace", "email": "grace@example.com", "password": "s3cret-pass"}
+    assert client.post("/api/v1/users", json=account).status_code == 201
+    token = client.post("/api/v1/tokens", auth=("grace", "s3cret-pass")).get_json()
+    auth = {"Authorization": f"Bearer {token['access_token']}"}
+    for name in ("lamp", "desk", "chair"):
+        client.post("/api/v1/items", json={"name": name, "description": "a b"}, headers=auth)
+
+    response = client.get("/api/v1/items/report", headers=auth)
+    assert response.status_code == 202
+    location = response.headers["Location"]
+    # Queued in the broker, not run: no worker is running yet.
+    assert client.get(location, headers=auth).status_code == 202
+
+    start_worker("requests")
+    deadline = time.monotonic() + 30
+    while (result := client.get(location, headers=auth)).status_code == 202:
+        assert time.monotonic() < deadline, "the worker did not answer the request in 30 s"
+        time.sleep(0.2)
+    assert result.status_code == 200
+    assert (result.get_json()["items"], result.get_json()["words"]) == (3, 6)
+
+
+def test_a_task_survives_a_killed_worker(live_project: LiveProject, start_worker, tmp_path):
+    marks = tmp_path / "marks"
+    first = start_worker("doomed")
+    result = live_project.celery.send_task("live_probe.slow_write", args=[str(marks), 4])
+    wait_for(lambda: marks.exists(), 30, f"the task never started:\n{first.output()}")
+
+    first.kill()  # SIGKILL, mid-task: the task was never acknowledged
+    assert marks.read_text() == "start\n"
+    assert result.state == "STARTED"
+
+    if live_project.broker == "redis":
+        # Redis gives unacknowledged tasks back once the visibility timeout has passed.
+        time.sleep(VISIBILITY_TIMEOUT + 1)
+    second = start_worker("rescuer")
+    assert result.get(timeout=60) == "finished"
+    assert marks.read_text() == "start\nstart\ndone\n"
+    wait_for(
+        lambda: f"live_probe.slow_write[{result.id}] succeeded" in second.output(),
+        10,
+        f"the new worker did not run the task:\n{second.output()}",
+    )
+
+
+def test_a_task_survives_a_killed_pool_process(live_project: LiveProject, start_worker, tmp_path):
+    """The worker lives on, but the process running the task dies: the task is run again."""
+    marks = tmp_path / "marks"
+    worker = start_worker("survivor")
+    result = live_project.celery.send_task("live_probe.slow_write", args=[str(marks), 2])
+    wait_for(lambda: marks.exists(), 30, f"the task never started:\n{worker.output()}")
+
+    [pool_process] = worker.pool_processes()
+    os.kill(pool_process, signal.SIGKILL)
+    # task_reject_on_worker_lost: requeued, not failed with WorkerLostError.
+    assert result.get(timeout=60) == "finished"
+    assert marks.read_text() == "start\nstart\ndone\n"
+    assert worker.proc.poll() is None

@@ -1,0 +1,373 @@
+"""The generated container image, built and run for real with podman.
+
+hadolint proves the Dockerfile is well written, not that it builds or starts. Here the Dockerfile
+of a project with every option on is built unmodified with ``podman build``, on a locally made
+stand-in for ``python:3.11-slim`` (see ``podman_support``), and then:
+
+- the default command serves ``/healthz`` through a published loopback port, as the numeric
+  non-root user, and ``podman healthcheck run`` reports healthy; the image holds no compiler;
+- the migration command (compose's ``migrate`` service) upgrades an empty PostgreSQL database
+  on the host;
+- the worker command (compose's ``worker`` service), on the host network against the machine's
+  Redis, completes an asynchronous API request sent to a web container.
+
+Build time, image size and the time from ``podman run`` to a healthy ``/healthz`` appear in the
+"container image (podman)" section at the end of the pytest run.
+
+Everything the tests create (containers, the project image, the database, Redis database 10) is
+removed; the base images stay cached in ``/var/cache/flaskscale-podman``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import secrets
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import NoReturn
+
+import pytest
+import yaml
+from conftest import E2E_REQUIRED, free_port, render, require_command, require_service
+from podman_support import (
+    BASE_PYTHON,
+    LABEL,
+    Podman,
+    PodmanUnavailable,
+    Stopwatch,
+    python_base_tags,
+    record_metric,
+)
+
+SLUG = "image_check"
+ANSWERS = {
+    "project_name": "Image Check",
+    "project_slug": SLUG,
+    "python_version": BASE_PYTHON,
+    "web_ui": True,
+    "api": True,
+    "api_versions": "v1+v2",
+    "database": "postgresql",
+    "celery": True,
+    "celery_broker": "redis",
+    "socketio": True,
+    "socketio_async_mode": "gevent",
+    "docker": True,
+    "kubernetes": True,
+    "ci": "github",
+}
+HOST = "127.0.0.1"
+POSTGRES_PORT = 5432
+REDIS_PORT = 6379
+REDIS_DB = 10  # this module's own: flushed at the end (other tests use 11 to 14)
+# Under slirp4netns with allow_host_loopback, the host's 127.0.0.1 as a container sees it.
+SLIRP_HOST = "10.0.2.2"
+SLIRP_NETWORK = "slirp4netns:allow_host_loopback=true"
+PASSWORD = "correct horse battery staple"
+
+# The tests share one image: with pytest-xdist, `--dist loadgroup` keeps them on one worker.
+pytestmark = pytest.mark.xdist_group("podman")
+
+
+@dataclass
+class Image:
+    podman: Podman
+    project: Path
+    ref: str
+    base: str
+    build_seconds: float
+    containers: list[str] = field(default_factory=list)
+    secret_key: str = field(default_factory=lambda: secrets.token_hex(32))
+
+    def compose_command(self, service: str) -> list[str]:
+        """The command compose.yaml gives ``service``: the tests run what users will run."""
+        compose = yaml.safe_load((self.project / "compose.yaml").read_text())
+        return [str(word) for word in compose["services"][service]["command"]]
+
+    def run(self, name: str, *options: str, command: list[str] | None = None) -> str:
+        """Start a detached container of the image; it is removed at the end of the module."""
+        name = f"flaskscale-test-{name}-{secrets.token_hex(3)}"
+        self.containers.append(name)
+        self.podman(
+            "run", "--detach", "--name", name, "--label", LABEL,
+            "--env", f"SECRET_KEY={self.secret_key}",
+            *options, self.ref, *(command or []),
+        )  # fmt: skip
+        return name
+
+    def once(self, *options: str, command: list[str]) -> str:
+        """Run ``command`` in a throwaway container of the image; return its output."""
+        name = f"flaskscale-test-once-{secrets.token_hex(3)}"
+        self.containers.append(name)
+        proc = self.podman(
+            "run", "--name", name, "--label", LABEL, "--env", f"SECRET_KEY={self.secret_key}",
+            *options, self.ref, *command, timeout=300,
+        )  # fmt: skip
+        return proc.stdout + proc.stderr
+
+    def logs(self, name: str) -> str:
+        proc = self.podman("logs", name, check=False)
+        return proc.stdout + proc.stderr
+
+    def size(self, ref: str) -> int:
+        return int(self.podman("image", "inspect", "--format", "{{.Size}}", ref).stdout)
+
+
+def unavailable(reason: str) -> NoReturn:
+    message = f"podman cannot build and run the image here: {reason}"
+    if E2E_REQUIRED:
+        pytest.fail(f"{message} (FLASKSCALE_E2E=required)")
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="module")
+def podman() -> Podman:
+    require_command("podman")
+    podman = Podman()
+    try:
+        podman.configure()
+        podman.remove_strays()
+        with podman.lock():
+            podman.ensure_debian_image()
+        podman.can_run_containers()
+    except PodmanUnavailable as exc:
+        unavailable(str(exc))
+    return podman
+
+
+@pytest.fixture(scope="module")
+def image(podman: Podman, template_dir: Path, tmp_path_factory) -> Iterator[Image]:
+    project = render(template_dir, tmp_path_factory.mktemp("image") / SLUG, ANSWERS)
+    dockerfile = project / "Dockerfile"
+    tags = python_base_tags(dockerfile)
+    assert tags, f"no FROM python:{BASE_PYTHON}... in the generated Dockerfile"
+    with podman.lock():
+        try:
+            base = podman.ensure_python_base(tags)
+        except PodmanUnavailable as exc:
+            unavailable(str(exc))
+    ref = f"localhost/flaskscale-test/{SLUG.replace('_', '-')}:{secrets.token_hex(4)}"
+    watch = Stopwatch()
+    built = Image(podman, project, ref, base, 0.0)
+    try:
+        podman(
+            "build", "--format", "docker", "--pull=never", "--layers=false",
+            "--label", LABEL, "--tag", ref, str(project), timeout=1200,
+        )  # fmt: skip
+        built.build_seconds = watch.seconds
+        yield built
+    finally:
+        podman.remove_containers(built.containers)
+        podman.remove_images([ref])
+
+
+@pytest.fixture(scope="module")
+def database(image: Image) -> Iterator[str]:
+    """An empty PostgreSQL database on the host, dropped at the end of the module."""
+    require_service("PostgreSQL", POSTGRES_PORT)
+    import psycopg
+
+    name = f"flaskscale_image_{secrets.token_hex(4)}"
+    admin = f"host={HOST} port={POSTGRES_PORT} user=postgres dbname=postgres"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield name
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="module")
+def migrated(image: Image, database: str) -> tuple[str, str]:
+    """Run the migration command once (host network); return the database and its output."""
+    output = image.once(
+        "--network", "host",
+        "--env", f"DATABASE_URL=postgresql://postgres@{HOST}:{POSTGRES_PORT}/{database}",
+        command=image.compose_command("migrate"),
+    )  # fmt: skip
+    return database, output
+
+
+@pytest.fixture(scope="module")
+def redis_url() -> Iterator[str]:
+    require_service("Redis", REDIS_PORT)
+    import redis
+
+    yield f"redis://{HOST}:{REDIS_PORT}/{REDIS_DB}"
+    redis.Redis(host=HOST, port=REDIS_PORT, db=REDIS_DB).flushdb()
+
+
+def get(url: str, timeout: float = 5) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def wait_for_healthz(image: Image, container: str, url: str, timeout: float = 60) -> float:
+    """Seconds until ``url`` answers 200; fail with the container's logs if it never does."""
+    watch = Stopwatch()
+    while watch.seconds < timeout:
+        with contextlib.suppress(OSError):
+            if get(url, timeout=2)[0] == 200:
+                return watch.seconds
+        state = image.podman("inspect", "--format", "{{.State.Status}}", container).stdout
+        if state.strip() not in ("running", "created", "configured"):
+            pytest.fail(f"{container} is {state.strip()}:\n{image.logs(container)[-4000:]}")
+        time.sleep(0.1)
+    pytest.fail(f"{url} did not answer 200 within {timeout}s:\n{image.logs(container)[-4000:]}")
+
+
+def test_the_default_command_serves_healthz_as_a_non_root_user(image: Image, record_property):
+    port = free_port()
+    watch = Stopwatch()
+    web = image.run(
+        "web", "--publish", f"{HOST}:{port}:8000",
+        "--env", "DATABASE_URL=sqlite:////tmp/image_check.db",
+    )  # fmt: skip
+    start_seconds = watch.seconds
+    wait_for_healthz(image, web, f"http://{HOST}:{port}/healthz")
+    healthy_seconds = watch.seconds
+
+    status, body = get(f"http://{HOST}:{port}/healthz")
+    assert (status, body.strip()) == (200, b'{"status":"ok"}')
+    # The readiness probe reaches the SQLite database the configuration names.
+    assert get(f"http://{HOST}:{port}/readyz")[0] == 200
+
+    # The server process (PID 1: gunicorn itself, exec-form CMD) runs as the numeric user.
+    user = image.podman("image", "inspect", "--format", "{{.Config.User}}", image.ref).stdout
+    uid = user.strip().split(":")[0]
+    assert uid.isdigit() and uid != "0", f"USER is {user.strip()!r}: not a numeric non-root user"
+    status_lines = image.podman("exec", web, "cat", "/proc/1/status").stdout.splitlines()
+    uids = next(line for line in status_lines if line.startswith("Uid:")).split()[1:]
+    assert set(uids) == {uid}, f"PID 1 runs as {uids}, the image says {uid}"
+    cmdline = image.podman("exec", web, "cat", "/proc/1/cmdline").stdout.replace("\0", " ")
+    assert "gunicorn" in cmdline, cmdline
+
+    # The HEALTHCHECK survived the build (docker format), probes /healthz, and passes.
+    check = image.podman("image", "inspect", "--format", "{{json .HealthCheck}}", image.ref)
+    assert "/healthz" in check.stdout, f"the image's HEALTHCHECK: {check.stdout}"
+    health = image.podman("healthcheck", "run", web, check=False)
+    assert health.returncode == 0, f"healthcheck: {health.stdout}{health.stderr}"
+    state = image.podman("inspect", "--format", "{{.State.Health.Status}}", web).stdout
+    assert state.strip() == "healthy", state
+
+    # No compiler in the runtime image: nothing can build native code there.
+    compilers = image.podman(
+        "exec", web, "sh", "-c",
+        "for c in gcc cc c++ g++ clang x86_64-linux-gnu-gcc; do command -v $c; done; true",
+    ).stdout  # fmt: skip
+    assert not compilers.strip(), f"compilers in the image: {compilers.split()}"
+
+    size = image.size(image.ref)
+    added = size - image.size(image.base)
+    metrics = {
+        "base images": "; ".join(
+            f"{name} built in {seconds:.0f} s" for name, seconds in image.podman.built.items()
+        )
+        or "cached",
+        "podman build": f"{image.build_seconds:.1f} s",
+        "image size": f"{size / 1e6:.0f} MB ({added / 1e6:.0f} MB on top of the test base)",
+        "podman run -> container started": f"{start_seconds:.1f} s",
+        "podman run -> /healthz 200": f"{healthy_seconds:.1f} s",
+    }
+    for name, value in metrics.items():
+        record_metric(record_property, name, value)
+
+
+def test_the_migration_command_upgrades_an_empty_postgresql_database(
+    image: Image, migrated: tuple[str, str]
+):
+    import psycopg
+
+    database, output = migrated
+    # What the shipped migrations create, and their head revision.
+    sources = [path.read_text() for path in (image.project / "migrations/versions").glob("*.py")]
+    assert sources, "the project ships no migration"
+    expected = {name for text in sources for name in re.findall(r'create_table\(\s*"(\w+)"', text)}
+    revisions = {m for text in sources for m in re.findall(r'(?m)^revision = "(\w+)"', text)}
+    parents = {m for text in sources for m in re.findall(r'(?m)^down_revision = "(\w+)"', text)}
+    heads = revisions - parents
+
+    dsn = f"host={HOST} port={POSTGRES_PORT} user=postgres dbname={database}"
+    with psycopg.connect(dsn) as conn:
+        query = "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
+        tables = {row[0] for row in conn.execute(query)}
+        versions = {row[0] for row in conn.execute("SELECT version_num FROM alembic_version")}
+    assert expected and expected <= tables, f"tables {sorted(tables)}\n{output}"
+    assert versions == heads, f"at {versions}, head is {heads}\n{output}"
+
+
+def test_the_worker_command_completes_an_asynchronous_request(
+    image: Image, migrated: tuple[str, str], redis_url: str, record_property
+):
+    import requests
+
+    database, _ = migrated
+    url_on = {
+        "host": (HOST, redis_url),
+        "slirp": (SLIRP_HOST, redis_url.replace(HOST, SLIRP_HOST)),
+    }
+
+    def settings(network: str) -> list[str]:
+        host, redis = url_on[network]
+        return [
+            "--env", f"DATABASE_URL=postgresql://postgres@{host}:{POSTGRES_PORT}/{database}",
+            "--env", f"REDIS_URL={redis}",
+            "--env", f"CELERY_BROKER_URL={redis}",
+        ]  # fmt: skip
+
+    worker = image.run(
+        "worker", "--network", "host", *settings("host"), command=image.compose_command("worker")
+    )
+    # The web container reaches the host's loopback services through slirp4netns and is
+    # itself reached through a published loopback port.
+    port = free_port()
+    web = image.run(
+        "async-web", "--network", SLIRP_NETWORK, "--publish", f"{HOST}:{port}:8000",
+        *settings("slirp"),
+    )  # fmt: skip
+    base = f"http://{HOST}:{port}"
+    wait_for_healthz(image, web, base + "/healthz")
+
+    http = requests.Session()
+    response = http.post(
+        base + "/api/v1/users",
+        json={"username": "ada", "email": "ada@example.com", "password": PASSWORD},
+        timeout=10,
+    )
+    assert response.status_code == 201, response.text
+    response = http.post(base + "/api/v1/tokens", auth=("ada", PASSWORD), timeout=10)
+    assert response.status_code == 201, response.text
+    http.headers["Authorization"] = f"Bearer {response.json()['access_token']}"
+    response = http.post(
+        base + "/api/v1/items",
+        json={"name": "telescope", "description": "a brass refractor"},
+        timeout=10,
+    )
+    assert response.status_code == 201, response.text
+
+    watch = Stopwatch()
+    response = http.get(base + "/api/v1/items/report", timeout=10, allow_redirects=False)
+    assert response.status_code == 202, response.text
+    status_url = base + response.headers["Location"].removeprefix(base)
+    while watch.seconds < 90:
+        response = http.get(status_url, timeout=10, allow_redirects=False)
+        if response.status_code != 202:
+            break
+        time.sleep(0.2)
+    done_seconds = watch.seconds
+    logs = f"--- worker\n{image.logs(worker)[-3000:]}\n--- web\n{image.logs(web)[-2000:]}"
+    assert response.status_code == 200, f"{response.status_code} {response.text}\n{logs}"
+    report = response.json()
+    assert (report["items"], report["words"]) == (1, 3), report
+    # The worker container ran it (web only queued it).
+    assert "run_request" in image.logs(worker), logs
+    record_metric(record_property, "async request via worker container", f"{done_seconds:.1f} s")

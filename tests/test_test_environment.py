@@ -1,0 +1,68 @@
+"""The generator's test extra holds the union of every generated project's dependencies.
+
+The generated suites run in this one environment (fast: no install per combination), which
+is only honest if everything a generated project declares is installed here too.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from importlib.metadata import PackageNotFoundError, version
+
+import pytest
+from conftest import REPO, render
+
+VARIANTS = {
+    "full-redis-gevent": {"celery_broker": "redis", "socketio_async_mode": "gevent"},
+    "full-rabbitmq-threading": {"celery_broker": "rabbitmq", "socketio_async_mode": "threading"},
+}
+FULL = {
+    "web_ui": True,
+    "api": True,
+    "api_versions": "v1+v2",
+    "database": "postgresql",
+    "celery": True,
+    "socketio": True,
+    "docker": True,
+    "kubernetes": True,
+}
+
+
+def requirement_key(requirement: str) -> tuple[str, frozenset[str]]:
+    """``"Flask-SQLAlchemy[x,y]>=3"`` -> ``("flask-sqlalchemy", {"x", "y"})``."""
+    match = re.match(r"\s*([A-Za-z0-9._-]+)\s*(?:\[([^\]]*)\])?", requirement)
+    assert match, requirement
+    name = re.sub(r"[-_.]+", "-", match.group(1)).lower()
+    extras = frozenset(e.strip() for e in (match.group(2) or "").split(",") if e.strip())
+    return name, extras
+
+
+def declared(pyproject: dict, *extras: str) -> dict[str, frozenset[str]]:
+    project = pyproject["project"]
+    requirements = list(project.get("dependencies", []))
+    for extra in extras:
+        requirements += project.get("optional-dependencies", {}).get(extra, [])
+    result: dict[str, frozenset[str]] = {}
+    for requirement in requirements:
+        name, names_extras = requirement_key(requirement)
+        result[name] = result.get(name, frozenset()) | names_extras
+    return result
+
+
+@pytest.mark.parametrize("answers", VARIANTS.values(), ids=VARIANTS.keys())
+def test_test_extra_covers_the_generated_dependencies(template_dir, tmp_path, answers):
+    project = render(template_dir, tmp_path / "p", {**FULL, **answers})
+    generated = declared(tomllib.loads((project / "pyproject.toml").read_text()), "dev")
+    ours = declared(tomllib.loads((REPO / "pyproject.toml").read_text()), "test")
+    missing = {
+        name: sorted(extras - ours.get(name, frozenset()))
+        for name, extras in generated.items()
+        if name not in ours or not extras <= ours[name]
+    }
+    assert not missing, f"add to the test extra of pyproject.toml: {missing}"
+    for name in generated:
+        try:
+            version(name)
+        except PackageNotFoundError:
+            pytest.fail(f"{name} is declared but not installed: pip install -e '.[test]'")

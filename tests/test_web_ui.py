@@ -1,0 +1,216 @@
+"""The web UI: what ``web_ui`` adds to a project, and the pages working in a real browser.
+
+The browser test renders a project with the default answers (web UI and API), creates its
+tables, serves it with ``flask run`` on a free loopback port and drives Debian's Chromium
+through Playwright: register, log in, add an item, delete it, log out. It checks that Bootstrap
+is applied (computed styles) and that the browser never leaves the app's own origin. A
+screenshot of the signed-in home page is left in the test's tmp folder (``items.png``).
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import (
+    E2E_REQUIRED,
+    project_env,
+    render,
+    require_command,
+    run,
+    run_lint,
+    run_project_tests,
+)
+
+SLUG = "web_shop"
+CHROMIUM_ARGS = [
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+WEB_UI_NAMES = re.compile(
+    r"flask[-_]?login|flask[-_]?wtf|bootstrap|email[-_]validator|csrf|login_manager|WTF_"
+    r"|templates|render_template",
+    re.IGNORECASE,
+)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_without_web_ui_nothing_of_it_is_left(template_dir: Path, tmp_path: Path) -> None:
+    project = render(template_dir, tmp_path / "api_only", {"web_ui": False, "api": True})
+    package = project / "api_only"
+    for name in ("templates", "static", "forms.py", "auth.py", "main.py"):
+        assert not (package / name).exists(), name
+    for name in ("test_auth.py", "test_main.py"):
+        assert not (project / "tests" / name).exists(), name
+    texts = [
+        path
+        for path in project.rglob("*")
+        if path.is_file()
+        and (path.suffix in {".py", ".toml", ".md"} or path.name == ".env.example")
+    ]
+    leftovers = [
+        f"{path.relative_to(project)}: {line.strip()}"
+        for path in texts
+        for line in path.read_text().splitlines()
+        if WEB_UI_NAMES.search(line)
+    ]
+    assert leftovers == []
+
+
+def test_web_ui_without_api_passes_its_tests_and_lint(template_dir: Path, tmp_path: Path) -> None:
+    project = render(template_dir, tmp_path / "pages", {"web_ui": True, "api": False})
+    assert not (project / "pages" / "api").exists()
+    assert not any("csrf.exempt" in path.read_text() for path in project.rglob("*.py"))
+    run_lint(project)
+    run_project_tests(project)
+
+
+@pytest.fixture(scope="module")
+def project(template_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    dest = tmp_path_factory.mktemp("web_ui") / SLUG
+    return render(template_dir, dest, {"project_name": "Web Shop", "web_ui": True})
+
+
+@pytest.fixture
+def server(project: Path, tmp_path: Path) -> Iterator[str]:
+    """The project served by ``flask run`` on a free loopback port, with its tables created."""
+    env = {
+        **project_env(project),
+        "FLASK_CONFIG": "production",
+        "SECRET_KEY": "browser-test",
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'web.db'}",
+    }
+    flask = [sys.executable, "-m", "flask", "--app", SLUG]
+    if (project / "migrations").is_dir():
+        run([*flask, "db", "upgrade"], cwd=project, env=env)
+    else:
+        create_all = (
+            f"from {SLUG} import create_app\nfrom {SLUG}.extensions import db\n"
+            "with create_app().app_context():\n    db.create_all()\n"
+        )
+        run([sys.executable, "-c", create_all], cwd=project, env=env)
+    port = free_port()
+    server_log = tmp_path / "server.log"
+    log = server_log.open("w")
+    proc = subprocess.Popen(
+        [*flask, "run", "--host", "127.0.0.1", "--port", str(port)],
+        cwd=project,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"flask run exited {proc.returncode}:\n{server_log.read_text()}")
+            try:
+                with urllib.request.urlopen(f"{url}/healthz", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"flask run did not answer:\n{server_log.read_text()}")
+            time.sleep(0.2)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+def import_playwright():
+    try:
+        from playwright import sync_api
+    except ImportError:
+        if E2E_REQUIRED:
+            pytest.fail("playwright is not installed and FLASKSCALE_E2E=required")
+        pytest.skip("playwright is not installed (pip install playwright)")
+    return sync_api
+
+
+def test_register_log_in_add_an_item_and_log_out_in_a_browser(server: str, tmp_path: Path) -> None:
+    chromium = require_command("chromium")
+    sync_api = import_playwright()
+    expect = sync_api.expect
+
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=chromium, headless=True, args=CHROMIUM_ARGS
+        )
+        try:
+            page = browser.new_page(viewport={"width": 1200, "height": 800})
+            requested: list[str] = []
+            page.on("request", lambda request: requested.append(request.url))
+            nav = page.get_by_role("navigation")
+            alert = page.get_by_role("alert")
+
+            page.goto(server)
+            expect(page).to_have_title("Web Shop")
+            page.get_by_role("link", name="Create an account").click()
+            page.get_by_label("Username").fill("ada")
+            page.get_by_label("Email").fill("ada@example.com")
+            page.get_by_label("Password", exact=True).fill("correct horse battery")
+            page.get_by_label("Repeat password").fill("correct horse battery")
+            page.get_by_role("button", name="Register").click()
+            expect(alert).to_have_text("Your account is ready: you can log in now.")
+
+            page.get_by_label("Username").fill("ada")
+            page.get_by_label("Password").fill("correct horse battery")
+            page.get_by_role("button", name="Log in").click()
+            expect(alert).to_have_text("Welcome back, ada!")
+            expect(nav.get_by_role("link", name="ada")).to_be_visible()
+            expect(page.get_by_role("heading", name="Your items")).to_be_visible()
+
+            for name in ("telescope", "notebook"):
+                page.get_by_label("Name").fill(name)
+                page.get_by_label("Description").fill(f"a {name} for the screenshot")
+                page.get_by_role("button", name="Add").click()
+                expect(alert).to_have_text(f'"{name}" added.')
+            items = page.locator(".list-group-item .fw-semibold")
+            expect(items).to_have_text(["notebook", "telescope"])
+
+            # Bootstrap's CSS and JS come from the app and are applied.
+            navbar_color = page.evaluate(
+                "getComputedStyle(document.querySelector('nav.navbar')).backgroundColor"
+            )
+            assert navbar_color == "rgb(33, 37, 41)"  # .bg-dark
+            assert page.evaluate("typeof bootstrap.Alert") == "function"
+            page.screenshot(path=tmp_path / "items.png", full_page=True)
+
+            page.get_by_role("button", name="Delete telescope").click()
+            expect(alert).to_have_text('"telescope" deleted.')
+            expect(items).to_have_text(["notebook"])
+
+            nav.get_by_role("button", name="Log out").click()
+            expect(alert).to_have_text("You are logged out.")
+            expect(nav.get_by_role("link", name="Log in")).to_be_visible()
+            page.goto(f"{server}/profile")
+            expect(page).to_have_url(re.compile(r"/login\?next=%2Fprofile$"))
+
+            assert requested
+            assert all(url.startswith(server) for url in requested), requested
+        finally:
+            browser.close()
