@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from celery.exceptions import TimeoutError as ResultTimeout
 from conftest import project_env, render, require_service
 
 REDIS_PORT = 6379
@@ -237,10 +238,11 @@ def test_an_asynchronous_request_is_run_by_the_worker(live_project: LiveProject,
     # Queued in the broker, not run: no worker is running yet.
     assert client.get(location, headers=auth).status_code == 202
 
-    start_worker("requests")
-    deadline = time.monotonic() + 30
+    worker = start_worker("requests")
+    deadline = time.monotonic() + 90  # generous: CI shares two cores with other tests
     while (result := client.get(location, headers=auth)).status_code == 202:
-        assert time.monotonic() < deadline, "the worker did not answer the request in 30 s"
+        if time.monotonic() > deadline:
+            pytest.fail(f"the worker did not answer the request in 90 s:\n{worker.output()}")
         time.sleep(0.2)
     assert result.status_code == 200
     assert (result.get_json()["items"], result.get_json()["words"]) == (3, 6)
@@ -260,7 +262,12 @@ def test_a_task_survives_a_killed_worker(live_project: LiveProject, start_worker
         # Redis gives unacknowledged tasks back once the visibility timeout has passed.
         time.sleep(VISIBILITY_TIMEOUT + 1)
     second = start_worker("rescuer")
-    assert result.get(timeout=60) == "finished"
+    # Kombu's Redis transport scans for expired unacknowledged tasks only every tenth idle
+    # poll, so the hand-over can take a while on a loaded machine.
+    try:
+        assert result.get(timeout=120) == "finished"
+    except ResultTimeout:
+        pytest.fail(f"the task was not run again within 120 s:\n{second.output()}")
     assert marks.read_text() == "start\nstart\ndone\n"
     wait_for(
         lambda: f"live_probe.slow_write[{result.id}] succeeded" in second.output(),

@@ -53,6 +53,7 @@ COMBOS: dict[str, dict] = {
         "web_ui": False,
         "celery": True,
         "celery_broker": "rabbitmq",
+        "database": "postgresql",
         "kubernetes": True,
     },
     "socketio-threading": {
@@ -60,6 +61,7 @@ COMBOS: dict[str, dict] = {
         "api": False,
         "socketio": True,
         "socketio_async_mode": "threading",
+        "database": "postgresql",
         "kubernetes": True,
     },
     "nothing": {"project_name": "Bare", "docker": False, "kubernetes": False, "ci": "none"},

@@ -84,7 +84,7 @@ def versions(tmp_path_factory) -> Versions:
         text = path.read_text()
         path.write_text(re.sub(r"(\{\{-?\s*)description\b", r"\1summary", text))
     shutil.move(template / "tests/test_health.py.jinja", template / "tests/test_probes.py.jinja")
-    edit(template / ".gitignore", "\n.coverage\n", "\n.coverage*\n")
+    edit(template / ".gitignore.jinja", "\n.coverage\n", "\n.coverage*\n")
     readme = template / "README.md.jinja"
     readme.write_text(readme.read_text() + "\n## Changelog\n\n- Template v0.2.0.\n")
     edit(
