@@ -159,6 +159,18 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def http_get(url: str, timeout: float = 5) -> tuple[int, bytes]:
+    """Status and body of a GET, error statuses included."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
 def wait_for_http(url: str, timeout: float = 30, proc: subprocess.Popen | None = None) -> bytes:
     """Poll ``url`` until it answers 2xx; fail early if ``proc`` exits."""
     import time

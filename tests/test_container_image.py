@@ -24,8 +24,6 @@ import contextlib
 import re
 import secrets
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +32,7 @@ from typing import NoReturn
 import pytest
 import yaml
 from conftest import E2E_REQUIRED, free_port, render, require_command, require_service
+from conftest import http_get as get
 from podman_support import (
     BASE_PYTHON,
     LABEL,
@@ -201,14 +200,6 @@ def redis_url() -> Iterator[str]:
 
     yield f"redis://{HOST}:{REDIS_PORT}/{REDIS_DB}"
     redis.Redis(host=HOST, port=REDIS_PORT, db=REDIS_DB).flushdb()
-
-
-def get(url: str, timeout: float = 5) -> tuple[int, bytes]:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
-            return response.status, response.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
 
 
 def wait_for_healthz(image: Image, container: str, url: str, timeout: float = 60) -> float:

@@ -21,19 +21,17 @@ import runpy
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import sysconfig
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import project_env, render, require_command, run
+from conftest import free_port, project_env, render, require_command, run
+from conftest import http_get as get
 
 COMBOS: dict[str, dict] = {
     "all-on": {
@@ -385,20 +383,6 @@ def test_the_same_commands_run_everywhere(projects: dict[str, Path], combo: str)
 
 
 # --- live: two gunicorn instances behind nginx -----------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def get(url: str, timeout: float = 5) -> tuple[int, bytes]:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
-            return response.status, response.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
 
 
 def wait_for(url: str, processes: list[subprocess.Popen], seconds: float = 30) -> None:

@@ -38,7 +38,15 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import E2E_REQUIRED, project_env, render, require_command, require_service, run
+from conftest import (
+    E2E_REQUIRED,
+    free_port,
+    project_env,
+    render,
+    require_command,
+    require_service,
+    run,
+)
 from requests.adapters import HTTPAdapter
 
 try:
@@ -60,12 +68,6 @@ SOURCES = [f"127.0.{n}.1" for n in range(1, 25)]
 
 
 # --- processes ---------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
 
 
 class Process:

@@ -10,7 +10,6 @@ screenshot of the signed-in home page is left in the test's tmp folder (``items.
 from __future__ import annotations
 
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ from pathlib import Path
 import pytest
 from conftest import (
     E2E_REQUIRED,
+    free_port,
     project_env,
     render,
     require_command,
@@ -43,12 +43,6 @@ WEB_UI_NAMES = re.compile(
     r"|templates|render_template",
     re.IGNORECASE,
 )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_without_web_ui_nothing_of_it_is_left(template_dir: Path, tmp_path: Path) -> None:
