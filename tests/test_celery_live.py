@@ -27,6 +27,11 @@ import pytest
 from celery.exceptions import TimeoutError as ResultTimeout
 from conftest import project_env, render, require_service
 
+# Every test here shares one Redis database and broker: keep them on one xdist worker,
+# so that one worker's clean-up never empties the database another is using.
+pytestmark = pytest.mark.xdist_group("celery-live")
+
+
 REDIS_PORT = 6379
 RABBITMQ_PORT = 5672
 REDIS_DB = {"redis": 13, "rabbitmq": 14}
@@ -286,6 +291,9 @@ def test_a_task_survives_a_killed_pool_process(live_project: LiveProject, start_
     [pool_process] = worker.pool_processes()
     os.kill(pool_process, signal.SIGKILL)
     # task_reject_on_worker_lost: requeued, not failed with WorkerLostError.
-    assert result.get(timeout=60) == "finished"
+    try:
+        assert result.get(timeout=60) == "finished"
+    except ResultTimeout:
+        pytest.fail(f"the task was not run again within 60 s:\n{worker.output()}")
     assert marks.read_text() == "start\nstart\ndone\n"
     assert worker.proc.poll() is None

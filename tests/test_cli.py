@@ -42,7 +42,7 @@ def test_version():
 
 
 def test_help_of_every_command_shows_examples():
-    for command in ("new", "options"):
+    for command in ("new", "options", "update"):
         result = invoke(command, "--help")
         assert result.exit_code == 0
         assert "Example" in result.stdout

@@ -54,6 +54,11 @@ try:
 except ImportError:  # the stack fixture skips, or fails under FLASKSCALE_E2E=required
     socketio = None
 
+# Every test here shares one Redis database and broker: keep them on one xdist worker,
+# so that one worker's clean-up never empties the database another is using.
+pytestmark = pytest.mark.xdist_group("live-stack")
+
+
 HOST = "127.0.0.1"
 POSTGRES_PORT = 5432
 REDIS_PORT = 6379
