@@ -36,7 +36,7 @@ REDIS_PORT = 6379
 RABBITMQ_PORT = 5672
 REDIS_DB = {"redis": 13, "rabbitmq": 14}
 # Redis hands a task whose worker vanished to another worker after this many seconds.
-VISIBILITY_TIMEOUT = 3
+VISIBILITY_TIMEOUT = 10  # longer than a probe task runs, even on a loaded machine
 
 # A slow, observable task, loaded into the worker with `-I live_probe`: it records each start
 # and each completion in a file, so a test can tell a task that ran twice from one that ran once.
