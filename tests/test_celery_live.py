@@ -27,9 +27,10 @@ import pytest
 from celery.exceptions import TimeoutError as ResultTimeout
 from conftest import project_env, render, require_service
 
-# Every test here shares one Redis database and broker: keep them on one xdist worker,
-# so that one worker's clean-up never empties the database another is using.
-pytestmark = pytest.mark.xdist_group("celery-live")
+# Tests that drive real brokers and containers share one xdist worker ("services"), so that
+# one worker's clean-up never empties a database another is using and they never starve each
+# other (the container build included).
+pytestmark = pytest.mark.xdist_group("services")
 
 
 REDIS_PORT = 6379

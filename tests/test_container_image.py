@@ -70,7 +70,7 @@ SLIRP_NETWORK = "slirp4netns:allow_host_loopback=true"
 PASSWORD = "correct horse battery staple"
 
 # The tests share one image: with pytest-xdist, `--dist loadgroup` keeps them on one worker.
-pytestmark = pytest.mark.xdist_group("podman")
+pytestmark = pytest.mark.xdist_group("services")  # see test_celery_live.py
 
 
 @dataclass

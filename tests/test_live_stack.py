@@ -54,9 +54,10 @@ try:
 except ImportError:  # the stack fixture skips, or fails under FLASKSCALE_E2E=required
     socketio = None
 
-# Every test here shares one Redis database and broker: keep them on one xdist worker,
-# so that one worker's clean-up never empties the database another is using.
-pytestmark = pytest.mark.xdist_group("live-stack")
+# Tests that drive real brokers and containers share one xdist worker ("services"), so that
+# one worker's clean-up never empties a database another is using and they never starve each
+# other (the container build included).
+pytestmark = pytest.mark.xdist_group("services")
 
 
 HOST = "127.0.0.1"
