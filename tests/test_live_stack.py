@@ -67,7 +67,7 @@ RABBITMQ_PORT = 5672
 # Redis databases of their own (test_celery_live.py uses 13 and 14).
 REDIS_DB = {"redis": 11, "rabbitmq": 12}
 # Redis hands a task whose worker vanished to another worker after this many seconds.
-VISIBILITY_TIMEOUT = 3
+VISIBILITY_TIMEOUT = 10  # longer than the example job runs, even on a loaded machine
 PASSWORD = "correct horse battery"
 # Client addresses: ip_hash spreads them over the instances by their first three octets.
 SOURCES = [f"127.0.{n}.1" for n in range(1, 25)]
@@ -585,7 +585,11 @@ def test_a_task_survives_a_worker_killed_in_the_middle(stack: Stack):
             time.sleep(VISIBILITY_TIMEOUT + 1)
         rescuer = stack.start_worker()
         last = {"job": job, "step": 6, "steps": 6}
-        listener.wait("job_progress", lambda events: last in events, timeout=60)
+        try:
+            listener.wait("job_progress", lambda events: last in events, timeout=90)
+        except BaseException:
+            print(f"the new worker's log:\n{rescuer.output()[-3000:]}")
+            raise
     wait_for(
         lambda: f"long_job[{job}] succeeded" in rescuer.output(),
         10,
