@@ -10,14 +10,13 @@ import os
 import shutil
 import subprocess
 import tempfile
-import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from flaskscale_gen.errors import FlaskscaleError
-from flaskscale_gen.template_source import git_environment, origin, record_source
+from flaskscale_gen.template_source import origin, record_source, running_copier
 
 
 @dataclass
@@ -47,14 +46,6 @@ def check_destination(dest: Path) -> None:
         raise FlaskscaleError(f"cannot write to {parent}: choose a folder you can write to")
 
 
-def _copier_error_message(exc: Exception) -> str:
-    message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    # "Validation error for question 'x': <the template's own message>"
-    if message.startswith("Validation error for question"):
-        message = message.split(": ", 1)[-1]
-    return message
-
-
 def render(
     staging: Path,
     answers: Mapping[str, Any],
@@ -68,36 +59,28 @@ def render(
     ``copier update`` resolves later (see template_source).
     """
     import copier
-    from copier.errors import CopierError, DirtyLocalWarning
-    from plumbum import ProcessExecutionError
 
     source = origin()
-    with warnings.catch_warnings(), git_environment(source.env):
-        warnings.simplefilter("ignore", DirtyLocalWarning)
-        try:
-            worker = copier.run_copy(
-                source.render_from,
-                str(staging),
-                data=dict(answers),
-                user_defaults={"project_name": name_default},
-                defaults=defaults,
-                vcs_ref=source.vcs_ref,
-                unsafe=True,
-                quiet=True,
-                overwrite=True,
-                cleanup_on_error=False,
-            )
-        except KeyboardInterrupt:
-            raise
-        except (CopierError, ValueError, TypeError) as exc:
-            raise FlaskscaleError(_copier_error_message(exc)) from None
-        except ProcessExecutionError as exc:
-            lines = (exc.stderr or "").strip().splitlines()
-            raise FlaskscaleError(
-                f"git could not read template {source.vcs_ref} from {source.render_from} "
-                f"({lines[-1] if lines else exc.retcode}): "
-                "reinstall flaskscale-gen"
-            ) from None
+    with running_copier(
+        source.env,
+        prefix="",
+        git_failure=lambda detail: (
+            f"git could not read template {source.vcs_ref} from {source.render_from} "
+            f"({detail}): reinstall flaskscale-gen"
+        ),
+    ):
+        worker = copier.run_copy(
+            source.render_from,
+            str(staging),
+            data=dict(answers),
+            user_defaults={"project_name": name_default},
+            defaults=defaults,
+            vcs_ref=source.vcs_ref,
+            unsafe=True,
+            quiet=True,
+            overwrite=True,
+            cleanup_on_error=False,
+        )
     answers_file = staging / worker.answers_relpath
     if answers_file.is_file():
         record_source(answers_file, source.src_path, source.commit)

@@ -21,7 +21,8 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-from collections.abc import Iterator, Mapping
+import warnings
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -128,6 +129,37 @@ def git_environment(extra: Mapping[str, str]) -> Iterator[None]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+def copier_message(exc: Exception) -> str:
+    """The first line of a Copier error, without Copier's "Validation error for question" prefix."""
+    message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if message.startswith("Validation error for question"):
+        message = message.split(": ", 1)[-1]
+    return message
+
+
+@contextmanager
+def running_copier(
+    env: Mapping[str, str], *, prefix: str, git_failure: Callable[[str], str]
+) -> Iterator[None]:
+    """Run Copier with ``env`` for git; its errors become one-line ``FlaskscaleError``s.
+
+    Copier's own errors read ``prefix`` + their first line; a failing git command reads
+    ``git_failure(<git's last line of output>)``.
+    """
+    from copier.errors import CopierError, DirtyLocalWarning
+    from plumbum import ProcessExecutionError
+
+    with warnings.catch_warnings(), git_environment(env):
+        warnings.simplefilter("ignore", DirtyLocalWarning)
+        try:
+            yield
+        except (CopierError, ValueError, TypeError) as exc:
+            raise FlaskscaleError(prefix + copier_message(exc)) from None
+        except ProcessExecutionError as exc:
+            lines = (exc.stderr or "").strip().splitlines()
+            raise FlaskscaleError(git_failure(lines[-1] if lines else str(exc.retcode))) from None
 
 
 @dataclass(frozen=True)

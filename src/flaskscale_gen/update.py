@@ -11,7 +11,6 @@ import re
 import shutil
 import subprocess
 import tempfile
-import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +30,7 @@ from flaskscale_gen.template_source import (
     mirror,
     record_source,
     redirect_env,
+    running_copier,
     version_tag,
 )
 
@@ -200,30 +200,22 @@ def plan_update(path: Path, *, to: str | None, data: Mapping[str, Any]) -> Plan:
 
 def run_copier_update(plan: Plan, project: Path, *, conflict: str, defaults: bool) -> None:
     import copier
-    from copier.errors import CopierError, DirtyLocalWarning
-    from plumbum import ProcessExecutionError
 
-    with warnings.catch_warnings(), git_environment(plan.env):
-        warnings.simplefilter("ignore", DirtyLocalWarning)
-        try:
-            copier.run_update(
-                str(project),
-                data=plan.data,
-                defaults=defaults,
-                vcs_ref=plan.to_ref,
-                conflict=conflict,
-                overwrite=True,
-                unsafe=True,
-                quiet=True,
-            )
-        except (CopierError, ValueError, TypeError) as exc:
-            message = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
-            raise FlaskscaleError(f"the update failed: {message}") from None
-        except ProcessExecutionError as exc:
-            lines = (exc.stderr or "").strip().splitlines()
-            raise FlaskscaleError(
-                f"the update failed: {lines[-1] if lines else exc.retcode}"
-            ) from None
+    with running_copier(
+        plan.env,
+        prefix="the update failed: ",
+        git_failure=lambda detail: f"the update failed: {detail}",
+    ):
+        copier.run_update(
+            str(project),
+            data=plan.data,
+            defaults=defaults,
+            vcs_ref=plan.to_ref,
+            conflict=conflict,
+            overwrite=True,
+            unsafe=True,
+            quiet=True,
+        )
 
 
 def restore(project: Path) -> None:
