@@ -155,6 +155,8 @@ def running_copier(
         warnings.simplefilter("ignore", DirtyLocalWarning)
         try:
             yield
+        except KeyboardInterrupt:
+            raise  # Ctrl-C at a question is a CopierError too: let the caller clean up
         except (CopierError, ValueError, TypeError) as exc:
             raise FlaskscaleError(prefix + copier_message(exc)) from None
         except ProcessExecutionError as exc:
