@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 from conftest import project_env, render, require_service, run, run_project_tests
+from support import postgres
+from support.postgres import throwaway_database
 
 COMBINATIONS = {
     "v1": {"api": True, "api_versions": "v1", "web_ui": True},
@@ -127,11 +129,32 @@ def test_openapi_documents_validate_and_schemathesis_finds_nothing(api_project, 
     assert " passed" in proc.stdout
 
 
-def test_the_generated_suite_passes_on_postgresql(template_dir: Path, tmp_path: Path):
+def test_the_generated_suite_passes_on_postgresql_and_spares_database_url(
+    template_dir: Path, tmp_path: Path
+):
+    """The suite runs on ``TEST_DATABASE_URL``; the developer's ``DATABASE_URL`` is untouched.
+
+    The test database starts already migrated (an earlier ``flask db upgrade``): the migration
+    tests must still build the schema from nothing.
+    """
     require_service("PostgreSQL", 5432)
     project = render(
         template_dir,
         tmp_path / "project",
         {"api": True, "api_versions": "v1+v2", "web_ui": True, "database": "postgresql"},
     )
-    run_project_tests(project, env={"DATABASE_URL": "postgresql://postgres@127.0.0.1:5432/test"})
+    slug = "project"
+    upgrade = [sys.executable, "-m", "flask", "--app", slug, "db", "upgrade"]
+    with throwaway_database("flaskscale_dev") as dev, throwaway_database("flaskscale_test") as test:
+        for name in (dev, test):
+            run(upgrade, project, {**project_env(project), "DATABASE_URL": postgres.url(name)})
+        postgres.execute(
+            "INSERT INTO users (username, email, password_hash, created_at)"
+            " VALUES ('mine', 'mine@example.com', 'x', now())",
+            postgres.dsn(dev),
+        )
+        run_project_tests(
+            project,
+            env={"TEST_DATABASE_URL": postgres.url(test), "DATABASE_URL": postgres.url(dev)},
+        )
+        assert postgres.fetch("SELECT username FROM users", postgres.dsn(dev)) == [("mine",)]

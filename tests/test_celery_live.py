@@ -26,6 +26,7 @@ from pathlib import Path
 import pytest
 from celery.exceptions import TimeoutError as ResultTimeout
 from conftest import project_env, render, require_service
+from support.celery import node_name
 
 # Tests that drive real brokers and containers share one xdist worker ("services"), so that
 # one worker's clean-up never empties a database another is using and they never starve each
@@ -105,7 +106,7 @@ class Worker:
     def __init__(self, project: LiveProject, name: str, log: Path) -> None:
         self.log = log
         command = [sys.executable, "-m", "celery", "-A", "make_celery", "worker"]
-        options = ["-I", "live_probe", "-c", "1", "-n", f"{name}@%h", "--loglevel", "INFO"]
+        options = ["-I", "live_probe", "-c", "1", "-n", node_name(name), "--loglevel", "INFO"]
         with log.open("w") as out:  # the worker keeps its own copy of the file
             self.proc = subprocess.Popen(
                 [*command, *options, "--without-gossip", "--without-mingle"],

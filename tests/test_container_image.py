@@ -42,6 +42,8 @@ from podman_support import (
     python_base_tags,
     record_metric,
 )
+from support.postgres import throwaway_database
+from support.postgres import url as postgres_url
 
 SLUG = "image_check"
 ANSWERS = {
@@ -169,17 +171,8 @@ def image(podman: Podman, template_dir: Path, tmp_path_factory) -> Iterator[Imag
 def database(image: Image) -> Iterator[str]:
     """An empty PostgreSQL database on the host, dropped at the end of the module."""
     require_service("PostgreSQL", POSTGRES_PORT)
-    import psycopg
-
-    name = f"flaskscale_image_{secrets.token_hex(4)}"
-    admin = f"host={HOST} port={POSTGRES_PORT} user=postgres dbname=postgres"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
+    with throwaway_database("flaskscale_image") as name:
         yield name
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(scope="module")
@@ -187,7 +180,7 @@ def migrated(image: Image, database: str) -> tuple[str, str]:
     """Run the migration command once (host network); return the database and its output."""
     output = image.once(
         "--network", "host",
-        "--env", f"DATABASE_URL=postgresql://postgres@{HOST}:{POSTGRES_PORT}/{database}",
+        "--env", f"DATABASE_URL={postgres_url(database)}",
         command=image.compose_command("migrate"),
     )  # fmt: skip
     return database, output

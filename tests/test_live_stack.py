@@ -48,6 +48,9 @@ from conftest import (
     run,
 )
 from requests.adapters import HTTPAdapter
+from support.celery import node_name
+from support.postgres import throwaway_database
+from support.postgres import url as postgres_url
 
 try:
     import socketio  # python-socketio's client (websocket-client runs its WebSocket transport)
@@ -235,7 +238,8 @@ class Stack:
 
     def start_worker(self) -> Process:
         n = len(self.workers) + 1
-        cmd = [sys.executable, "-m", "celery", "-A", "make_celery", "worker", "-n", f"live{n}@%h"]
+        cmd = [sys.executable, "-m", "celery", "-A", "make_celery", "worker"]
+        cmd += ["-n", node_name(f"live{n}")]
         cmd += ["--loglevel", "INFO", "--concurrency", "2", "--without-gossip", "--without-mingle"]
         worker = Process(f"worker{n}", cmd, self.project, self.env, self.logs / f"worker{n}.log")
         self.workers.append(worker.start())
@@ -336,15 +340,6 @@ def nginx_config(stack: Stack, root: Path) -> Path:
     return path
 
 
-def postgres(sql: str) -> None:
-    """Run one statement as the ``postgres`` superuser (trust authentication on loopback)."""
-    import psycopg
-
-    dsn = f"host={HOST} port={POSTGRES_PORT} user=postgres dbname=postgres"
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(sql)
-
-
 @pytest.fixture(scope="module")
 def stack(request, template_dir, tmp_path_factory) -> Iterator[Stack]:
     broker = request.param
@@ -378,11 +373,13 @@ def stack(request, template_dir, tmp_path_factory) -> Iterator[Stack]:
         },
     )
     redis_url = f"redis://{HOST}:{REDIS_PORT}/{REDIS_DB[broker]}"
+    database = contextlib.ExitStack()
+    database_name = database.enter_context(throwaway_database(slug))
     env = {
         **project_env(project),
         "FLASK_CONFIG": "production",
         "SECRET_KEY": secrets.token_hex(16),
-        "DATABASE_URL": f"postgresql://postgres@{HOST}:{POSTGRES_PORT}/{slug}",
+        "DATABASE_URL": postgres_url(database_name),
         "REDIS_URL": redis_url,
         "PROXY_COUNT": "1",
         "API_RATE_LIMIT": "100000 per minute",
@@ -398,7 +395,6 @@ def stack(request, template_dir, tmp_path_factory) -> Iterator[Stack]:
     stack = Stack(broker, project, slug, env, logs, free_port(), nginx_root)
     stack.ports = {"a": free_port(), "b": free_port()}
     redis.Redis.from_url(redis_url).flushdb()
-    postgres(f'CREATE DATABASE "{slug}"')
     try:
         run([sys.executable, "-m", "flask", "--app", slug, "db", "upgrade"], project, env)
         stack.start_instance("a")
@@ -419,7 +415,7 @@ def stack(request, template_dir, tmp_path_factory) -> Iterator[Stack]:
     finally:
         stack.stop()
         with contextlib.suppress(Exception):
-            postgres(f'DROP DATABASE IF EXISTS "{slug}" WITH (FORCE)')
+            database.close()
         with contextlib.suppress(Exception):
             redis.Redis.from_url(redis_url).flushdb()
         shutil.rmtree(nginx_root, ignore_errors=True)

@@ -1,0 +1,1 @@
+"""Helpers shared by the generator's tests: services, processes, rendering."""
