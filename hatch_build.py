@@ -1,24 +1,28 @@
-"""Build hook: ship the template's release history with the package.
+"""Build hook: ship the template with its whole history, so any build can update projects.
 
-A release wheel carries, next to the plain template, ``_template.bundle`` (a git bundle of every
-``vX.Y.Z`` tag) and ``_build.json`` (which version it is, and whether it is a release). With them,
-an installed ``flaskscale`` reproduces its own and every earlier template version offline, which
-is what ``flaskscale update`` needs: Copier renders the old and the new version and merges.
+A wheel carries, under ``flaskscale_gen/``:
 
-* From a git checkout, the bundle is made from the checkout's tags. The build is a release when
-  HEAD carries the tag ``v<version>`` and the template is unchanged since; otherwise it is a
-  development build, and ``_build.json`` records the checkout path and ``git describe`` of HEAD.
-* The sdist carries the same two files at its root, so a wheel built from it (what
-  ``python -m build`` does) gets them too.
-* With no git history and no such files (a plain export), there is no bundle: the build is
-  assumed to be the release its version names.
+* ``_template/``: ``copier.yml``, ``template/``, ``migrations/`` and ``CHANGELOG.md`` as the
+  checkout's last commit has them (uncommitted changes are left out, with a warning);
+* ``_template.bundle``: a git bundle of the history, with every commit's version name as a tag
+  (``flaskscale_gen/history.py`` names them: ``v0.2.0``, ``v0.2.0.post3``...), so the names
+  resolve whether or not the checkout has tags;
+* ``_build.json``: the version name of the commit the wheel was built from.
+
+The sdist carries the bundle and ``_build.json`` at its root, so a wheel built from it (what
+``python -m build`` does) gets them too. With no git history and no such files (a plain export)
+there is no bundle: the build is taken to be the release its version names.
 """
 
 from __future__ import annotations
 
+import importlib.util
+import io
 import json
 import shutil
 import subprocess
+import sys
+import tarfile
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -27,30 +31,29 @@ from hatchling.builders.hooks.plugin.interface import BuildHookInterface
 
 BUNDLE = "_template.bundle"
 BUILD_INFO = "_build.json"
-TEMPLATE_PATHS = ("copier.yml", "template", "migrations")
+TEMPLATE_PATHS = ("copier.yml", "template", "migrations", "CHANGELOG.md")
 
 
-def git(root: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", *args], cwd=root, check=True, capture_output=True, text=True
-    ).stdout.strip()
+def load_history(root: Path):
+    """``flaskscale_gen.history`` from this source tree (not whatever is installed)."""
+    path = root / "src" / "flaskscale_gen" / "history.py"
+    spec = importlib.util.spec_from_file_location("_flaskscale_build_history", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
 
 
-def from_checkout(root: Path, version: str, out: Path) -> dict[str, Any]:
-    """Write the bundle of release tags into ``out``; return the build info."""
-    tags = git(root, "tag", "--list", "v[0-9]*").split()
-    if tags:
-        git(root, "bundle", "create", str(out / BUNDLE), *(f"refs/tags/{t}" for t in tags))
-    head_tags = git(root, "tag", "--points-at", "HEAD").split()
-    changed = git(root, "status", "--porcelain", "--", *TEMPLATE_PATHS)
-    release = f"v{version}" in head_tags and not changed
-    return {
-        "version": version,
-        "release": release,
-        "checkout": None if release else str(root.resolve()),
-        "commit": f"v{version}" if release else git(root, "describe", "--tags", "--always"),
-        "bundle": bool(tags),
-    }
+def export_head(root: Path, dest: Path) -> None:
+    """The template files as HEAD has them, into ``dest``."""
+
+    def git(*args: str) -> bytes:
+        return subprocess.run(["git", *args], cwd=root, check=True, capture_output=True).stdout
+
+    present = git("ls-tree", "--name-only", "HEAD", "--", *TEMPLATE_PATHS).decode().split()
+    archive = git("archive", "--format=tar", "HEAD", "--", *present)
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(dest, filter="data")
 
 
 class TemplateHistoryHook(BuildHookInterface):
@@ -60,24 +63,41 @@ class TemplateHistoryHook(BuildHookInterface):
         if version == "editable":  # an editable install runs from the checkout itself
             return
         root = Path(self.root)
-        self._tmp = Path(tempfile.mkdtemp(prefix="flaskscale-build-"))
-        info: dict[str, Any] | None = None
+        self._tmp = tmp = Path(tempfile.mkdtemp(prefix="flaskscale-build-"))
+        template = root
         if (root / ".git").exists() and shutil.which("git"):
+            history = load_history(root)
             try:
-                info = from_checkout(root, self.metadata.version, self._tmp)
-            except subprocess.CalledProcessError as exc:
-                self.app.display_warning(f"no template history in this build: {exc.stderr}")
+                head = history.tagged_repository(root, tmp / "history.git")[-1]
+                history.write_bundle(tmp / "history.git", tmp / BUNDLE)
+                dirty = history.is_dirty(root, *TEMPLATE_PATHS)
+            except history.HistoryError as exc:
+                raise RuntimeError(f"flaskscale build: {exc}") from None
+            if dirty:
+                self.app.display_warning(
+                    f"flaskscale build: uncommitted template changes are not in this build; "
+                    f"it carries {head.name} ({head.commit[:12]}): commit them to include them"
+                )
+            info = {"version": head.name, "commit": head.commit}
+            template = tmp / "template-at-head"
+            export_head(root, template)
         elif (root / BUILD_INFO).is_file():  # building from an sdist made by this hook
             info = json.loads((root / BUILD_INFO).read_text())
             if (root / BUNDLE).is_file():
-                shutil.copy2(root / BUNDLE, self._tmp / BUNDLE)
-        if info is None:
-            return
-        (self._tmp / BUILD_INFO).write_text(json.dumps(info, indent=2) + "\n")
+                shutil.copy2(root / BUNDLE, tmp / BUNDLE)
+        else:
+            info = {"version": f"v{self.metadata.version}", "commit": None}
+        (tmp / BUILD_INFO).write_text(json.dumps(info, indent=2) + "\n")
+
+        included = build_data["force_include"]
         prefix = "flaskscale_gen/" if self.target_name == "wheel" else ""
         for name in (BUILD_INFO, BUNDLE):
-            if (self._tmp / name).is_file():
-                build_data["force_include"][str(self._tmp / name)] = prefix + name
+            if (tmp / name).is_file():
+                included[str(tmp / name)] = prefix + name
+        if self.target_name == "wheel":
+            for name in TEMPLATE_PATHS:
+                if (template / name).exists():
+                    included[str(template / name)] = f"flaskscale_gen/_template/{name}"
 
     def finalize(self, version: str, build_data: dict[str, Any], artifact_path: str) -> None:
         if getattr(self, "_tmp", None):

@@ -147,10 +147,17 @@ def chdir_tmp(tmp_path: Path) -> Iterator[Path]:
 @pytest.fixture(scope="session")
 def built_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The flaskscale-gen wheel, built once per session from this checkout."""
-    outdir = tmp_path_factory.mktemp("wheel")
-    run([sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(outdir)], REPO)
-    (wheel,) = outdir.glob("flaskscale_gen-*.whl")
-    return wheel
+    from support.wheels import build
+
+    return build(REPO, tmp_path_factory.mktemp("wheel"))
+
+
+@pytest.fixture(scope="session")
+def wheelhouse(tmp_path_factory: pytest.TempPathFactory, built_wheel: Path) -> Path:
+    """flaskscale's dependencies and its build backend, for installs that run offline."""
+    from support.wheels import wheelhouse
+
+    return wheelhouse(tmp_path_factory.mktemp("wheelhouse"), str(built_wheel), "hatchling")
 
 
 def free_port() -> int:

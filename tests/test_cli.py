@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import subprocess
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from flaskscale_gen import __version__, generate
+from flaskscale_gen import __version__, generate, history
 from flaskscale_gen.cli import app
 from flaskscale_gen.questions import load_questions
 from flaskscale_gen.template_source import template_root
@@ -38,11 +39,13 @@ def answers_of(project: Path) -> dict:
 def test_version():
     result = invoke("--version")
     assert result.exit_code == 0
-    assert result.stdout.strip() == f"flaskscale {__version__}"
+    # This checkout's last commit, named from the history.
+    head = history.versions(template_root())[-1].name
+    assert result.stdout.strip() == f"flaskscale {__version__} (template {head})"
 
 
 def test_help_of_every_command_shows_examples():
-    for command in ("new", "options", "update"):
+    for command in ("new", "options", "versions", "update"):
         result = invoke(command, "--help")
         assert result.exit_code == 0
         assert "Example" in result.stdout
@@ -129,8 +132,10 @@ def test_pretend_lists_the_files_and_writes_nothing(tmp_path):
 
 BAD_INPUTS = {
     "slug-keyword": (["--data", "project_slug=import"], "is a Python keyword"),
-    "slug-not-identifier": (["--data", "project_slug=My-App"], "not a lowercase Python identifier"),
-    "slug-leading-digit": (["--data", "project_slug=1app"], "not a lowercase Python identifier"),
+    "slug-not-identifier": (["--data", "project_slug=My-App"], "is not a valid package name"),
+    "slug-leading-digit": (["--data", "project_slug=1app"], "is not a valid package name"),
+    "slug-not-ascii": (["--data", "project_slug=café"], "is not a valid package name"),
+    "slug-trailing-underscore": (["--data", "project_slug=app_"], "is not a valid package name"),
     "slug-shadows-flask": (["--data", "project_slug=flask"], "would shadow"),
     "slug-shadows-tests": (["--data", "project_slug=tests"], "would shadow"),
     "name-without-letters": (["--data", "project_name=!!!"], "project_slug is empty"),
@@ -233,3 +238,32 @@ def _failing_git(real_run):
         return real_run(cmd, *args, **kwargs)
 
     return run
+
+
+# PEP 508's name rule (what pip accepts as a distribution name).
+DISTRIBUTION_NAME = re.compile(r"^([A-Z0-9]|[A-Z0-9][A-Z0-9._-]*[A-Z0-9])$", re.IGNORECASE)
+
+
+@pytest.mark.parametrize("slug", ["a", "app2", "order_service", "a__b", "app_", "café", "x٣", "ǆ"])
+def test_a_slug_is_accepted_exactly_when_pip_and_python_accept_it(tmp_path, slug):
+    """The slug is the distribution name and the import name: both rules, ASCII only."""
+    valid = slug.isascii() and slug.isidentifier() and bool(DISTRIBUTION_NAME.match(slug))
+    dest = str(tmp_path / "demo")
+    result = invoke("new", dest, "-y", "--pretend", "--data", f"project_slug={slug}")
+    assert (result.exit_code == 0) == valid, result.output
+    if not valid:
+        assert "is not a valid package name" in result.stderr
+
+
+@pytest.mark.parametrize("content", ["", "defaults: [1, 2]\n", "trust: {a: [\n"])
+def test_an_unreadable_copier_settings_file_is_named_with_the_fix(tmp_path, monkeypatch, content):
+    settings = tmp_path / "settings.yml"
+    settings.write_text(content)
+    monkeypatch.setenv("COPIER_SETTINGS_PATH", str(settings))
+    result = invoke("new", str(tmp_path / "demo"), "-y")
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert f"Copier's settings file {settings} is not valid" in lines[0]
+    assert "COPIER_SETTINGS_PATH" in lines[0]
+    assert not (tmp_path / "demo").exists()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import tomllib
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 
 import pytest
 from conftest import REPO, render
@@ -66,3 +67,17 @@ def test_test_extra_covers_the_generated_dependencies(template_dir, tmp_path, an
             version(name)
         except PackageNotFoundError:
             pytest.fail(f"{name} is declared but not installed: pip install -e '.[test]'")
+
+
+def test_no_test_makes_a_virtualenv_that_sees_the_base_interpreters_packages():
+    """A venv made with --system-site-packages from this virtualenv's interpreter sees the *base*
+    interpreter's packages: a test using one passes only where they were installed by hand."""
+    flag = "--system-site-packages"
+    offenders = [
+        f"{path.relative_to(REPO)}:{number}"
+        for path in sorted((REPO / "tests").rglob("*.py"))
+        if path != Path(__file__).resolve()
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if flag in line
+    ]
+    assert offenders == []

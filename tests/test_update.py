@@ -4,8 +4,9 @@ The versions are built from this repository's own tree in a temporary git reposi
 v0.1.0 is the tree as it is; v0.2.0 renames a question (``description`` -> ``summary``),
 moves a generated file (``tests/test_health.py`` -> ``tests/test_probes.py``), changes a
 ``.gitignore`` line and adds a README section, with migrations for the rename and the move;
-v0.3.0 only adds another README line. The canonical URL is redirected to that repository
-(``FLASKSCALE_TEMPLATE_MIRROR``), or, for the installed wheel, to the bundle inside it.
+v0.3.0 only adds another README line. There are no tags anywhere: the versions are named from
+the history (``flaskscale_gen.history``). The canonical URL is redirected to that repository
+(``FLASKSCALE_TEMPLATE_MIRROR``), or, for an installed wheel, to the bundle inside it.
 """
 
 from __future__ import annotations
@@ -22,9 +23,10 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import REPO, run, run_project_tests
+from support.wheels import build, fresh_venv, offline_pip
 from typer.testing import CliRunner
 
-from flaskscale_gen import template_source, update
+from flaskscale_gen import history, template_source
 from flaskscale_gen.cli import app
 from flaskscale_gen.template_source import CANONICAL_URL, MIRROR_ENV, redirect_env
 
@@ -56,22 +58,23 @@ def edit(path: Path, old: str, new: str) -> None:
 
 
 def release(repo: Path, version: str) -> None:
-    edit(repo / "pyproject.toml", 'version = "', f'version = "{version}"  # was "')
+    """Commit with ``version`` in pyproject.toml: that commit is named v<version>. No tag."""
     text = (repo / "pyproject.toml").read_text()
-    (repo / "pyproject.toml").write_text(re.sub(r'  # was "[^"\n]*"', "", text))
+    (repo / "pyproject.toml").write_text(
+        re.sub(r'^version = "[^"]*"', f'version = "{version}"', text, count=1, flags=re.M)
+    )
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "-m", f"Release {version}")
-    git(repo, "tag", f"v{version}")
 
 
 @pytest.fixture(scope="session")
 def versions(tmp_path_factory) -> Versions:
-    """A template repository with the tags v0.1.0, v0.2.0 and v0.3.0."""
+    """A template repository whose commits are named v0.1.0, v0.2.0 and v0.3.0 (no tags)."""
     repo = tmp_path_factory.mktemp("template-history") / "flaskscale"
     log = repo.parent / "migrations.log"
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".*_cache", "*.egg-info")
     repo.mkdir()
-    for name in ("copier.yml", "pyproject.toml", "README.md", "hatch_build.py"):
+    for name in ("copier.yml", "pyproject.toml", "README.md", "CHANGELOG.md", "hatch_build.py"):
         shutil.copy2(REPO / name, repo / name)
     for name in ("template", "migrations", "src"):
         shutil.copytree(REPO / name, repo / name, ignore=ignore)
@@ -117,8 +120,7 @@ def isolated(tmp_path_factory, monkeypatch):
 def as_installed(monkeypatch, versions: Versions, version: str) -> None:
     """Behave like flaskscale ``version``, with the canonical URL redirected to ``versions``."""
     monkeypatch.setenv(MIRROR_ENV, str(versions.repo))
-    monkeypatch.setattr(template_source, "installed_version", lambda: version)
-    monkeypatch.setattr(update, "installed_version", lambda: version)
+    monkeypatch.setattr(template_source, "installed_template_version", lambda: f"v{version}")
 
 
 def flaskscale(*args: str):
@@ -157,7 +159,7 @@ def state(project: Path) -> tuple[str, str, str]:
     return head, status, tree
 
 
-def test_new_records_the_canonical_source_and_the_release_tag(monkeypatch, versions, tmp_path):
+def test_new_records_the_canonical_source_and_the_version_name(monkeypatch, versions, tmp_path):
     project = generate(monkeypatch, versions, tmp_path / "demo")
     answers = answers_of(project)
     assert answers["_src_path"] == CANONICAL_URL
@@ -340,77 +342,147 @@ def test_refusal_outside_a_git_repository(monkeypatch, versions, v2_project, tmp
 
 
 def test_plain_copier_update_from_the_project_folder(monkeypatch, versions, tmp_path):
+    """As if the canonical URL were reachable, with the version tags published there."""
     project = generate(monkeypatch, versions, tmp_path / "plain")
-    # As if the canonical URL were reachable: git sends it to the template repository.
-    env = {**redirect_env(str(versions.repo)), "COPIER_CACHE_DIR": str(tmp_path / "cache")}
+    published = tmp_path / "published.git"
+    history.tagged_repository(versions.repo, published)
+    env = {**redirect_env(str(published)), "COPIER_CACHE_DIR": str(tmp_path / "cache")}
     env.pop(MIRROR_ENV, None)
     copier = Path(sys.executable).with_name("copier")
     command = [str(copier)] if copier.exists() else [sys.executable, "-m", "copier"]
     run([*command, "update", "--trust", "--defaults"], cwd=project, env=env)
-    assert answers_of(project)["_commit"] == "v0.3.0"  # the newest tag
+    assert answers_of(project)["_commit"] == "v0.3.0"  # the newest version
     assert "- Template v0.3.0." in (project / "README.md").read_text()
     assert (project / "tests/test_probes.py").is_file()
 
 
-# --- the built wheel, installed in a fresh virtualenv, offline --------------------------------
+def test_a_checkout_renders_its_last_commit_and_warns_of_uncommitted_changes(
+    monkeypatch, versions, tmp_path
+):
+    checkout = tmp_path / "checkout"
+    git(tmp_path, "clone", "-q", str(versions.repo), str(checkout))
+    readme = checkout / "template/README.md.jinja"
+    readme.write_text(readme.read_text() + "- Not committed yet.\n")
+    (checkout / "myapp").mkdir()  # an untracked project inside the checkout: no harm
+    git(checkout / "myapp", "init", "-q")
+    monkeypatch.setattr(template_source, "template_root", lambda: checkout)
+    result = runner.invoke(app, ["new", str(tmp_path / "demo"), "-y", "--preset", "minimal"])
+    assert result.exit_code == 0, result.output
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and "uncommitted template changes" in warnings[0], result.stderr
+    assert "Not committed yet" not in (tmp_path / "demo/README.md").read_text()
+    assert answers_of(tmp_path / "demo")["_commit"] == "v0.3.0"
 
 
-@pytest.fixture(scope="session")
-def wheel_venv(tmp_path_factory, versions) -> Path:
-    """The template repository at v0.3.0 built as sdist, then wheel from the sdist, installed."""
-    dist = tmp_path_factory.mktemp("dist")
-    build = [sys.executable, "-m", "build", "--no-isolation", "--outdir", str(dist)]
-    run([*build, str(versions.repo)], cwd=dist)
-    (wheel,) = dist.glob("*.whl")
-    names = zipfile.ZipFile(wheel).namelist()
-    assert "flaskscale_gen/_template.bundle" in names
-    assert "flaskscale_gen/_template/copier.yml" in names
-    venv = tmp_path_factory.mktemp("venv") / "venv"
-    run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], cwd=dist)
-    pip = [str(venv / "bin/python"), "-m", "pip", "install", "-q", "--no-deps", "--no-index"]
-    run([*pip, str(wheel)], cwd=dist)
-    return venv
+def test_the_history_names_every_commit_and_refuses_a_shallow_clone(versions, tmp_path):
+    named = history.versions(versions.repo)
+    assert [v.name for v in named] == ["v0.1.0", "v0.2.0", "v0.3.0"]
+    shallow = tmp_path / "shallow"
+    run(["git", "clone", "-q", "--depth", "1", f"file://{versions.repo}", str(shallow)], tmp_path)
+    with pytest.raises(history.HistoryError, match="shallow clone"):
+        history.versions(shallow)
 
 
-def offline_env(tmp_path: Path) -> dict[str, str]:
+# --- built wheels, installed in fresh virtualenvs, updating offline ---------------------------
+
+
+def offline_env(tmp_path: Path, venv: Path) -> dict[str, str]:
     env = {
         k: v
         for k, v in os.environ.items()
-        if k != MIRROR_ENV and not k.startswith(("GIT_CONFIG", "PYTHONPATH"))
+        if k != MIRROR_ENV and not k.startswith(("GIT_CONFIG", "PYTHONPATH", "VIRTUAL_ENV"))
     }
     # git may use local files only: any attempt to reach github.com fails.
-    return {**env, "GIT_ALLOW_PROTOCOL": "file", "COPIER_CACHE_DIR": str(tmp_path / "cache")}
+    return {
+        **env,
+        "PATH": f"{venv / 'bin'}{os.pathsep}{env['PATH']}",
+        "GIT_ALLOW_PROTOCOL": "file",
+        "COPIER_CACHE_DIR": str(tmp_path / "cache"),
+    }
 
 
-def test_wheel_update_in_a_fresh_virtualenv_offline(monkeypatch, versions, wheel_venv, tmp_path):
-    flaskscale_bin = str(wheel_venv / "bin/flaskscale")
-    env = offline_env(tmp_path)
-    version = run([flaskscale_bin, "--version"], cwd=tmp_path, env=env).stdout
-    assert version.strip() == "flaskscale 0.3.0"
+def cli(env: dict[str, str], cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """The installed ``flaskscale``, with no terminal."""
+    return subprocess.run(
+        ["flaskscale", *args], cwd=cwd, env=env, capture_output=True, text=True,
+        stdin=subprocess.DEVNULL, check=False, timeout=300,
+    )  # fmt: skip
 
-    # A project made by flaskscale 0.1.0 (earlier), edited by its owner.
-    project = generate(monkeypatch, versions, tmp_path / "old")
+
+@pytest.mark.xdist_group("wheels")
+def test_a_wheel_of_a_later_commit_updates_offline_with_no_tags_and_no_source(
+    versions, wheelhouse, tmp_path
+):
+    checkout = tmp_path / "checkout"
+    git(tmp_path, "clone", "-q", str(versions.repo), str(checkout))
+    built = [build(checkout, tmp_path / "build-1")]
+    readme = checkout / "template/README.md.jinja"
+    readme.write_text(readme.read_text() + "- Template after v0.3.0.\n")
+    git(checkout, "commit", "-q", "-am", "A template change after v0.3.0")
+    built.append(build(checkout, tmp_path / "build-2"))
+    assert not run(["git", "tag"], checkout).stdout  # no tags anywhere
+    kept = []
+    for number, wheel in enumerate(built):
+        folder = tmp_path / "wheels" / str(number)  # same file name: one folder each
+        folder.mkdir(parents=True)
+        kept.append(Path(shutil.copy2(wheel, folder)))
+    first, later = kept
+    for gone in (checkout, tmp_path / "build-1", tmp_path / "build-2"):
+        shutil.rmtree(gone)
+
+    venv = fresh_venv(tmp_path / "venv")
+    run([*offline_pip(venv, wheelhouse), str(first)], tmp_path)
+    env = offline_env(tmp_path, venv)
+    assert cli(env, tmp_path, "--version").stdout.strip() == "flaskscale 0.3.0 (template v0.3.0)"
+    made = cli(env, tmp_path, "new", "proj", "--defaults", "--preset", "minimal")
+    assert made.returncode == 0, made.stdout + made.stderr
+    project = tmp_path / "proj"
+    assert answers_of(project)["_commit"] == "v0.3.0"
     edit(project / "README.md", "\n", "\nOur notes.\n")
     commit_all(project)
-    result = subprocess.run(
-        [flaskscale_bin, "update", "--defaults"],
-        cwd=project,
-        env=env,
-        capture_output=True,
-        text=True,
-        stdin=subprocess.DEVNULL,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "from v0.1.0 to v0.3.0" in result.stdout
-    assert answers_of(project)["_commit"] == "v0.3.0"
-    assert answers_of(project)["_src_path"] == CANONICAL_URL
-    readme = (project / "README.md").read_text()
-    assert "Our notes." in readme and "- Template v0.3.0." in readme
 
-    # The installed wheel's own `new` records the canonical source and its tag too.
-    run([flaskscale_bin, "new", str(tmp_path / "fresh"), "--defaults"], cwd=tmp_path, env=env)
-    answers = answers_of(tmp_path / "fresh")
-    assert (answers["_src_path"], answers["_commit"]) == (CANONICAL_URL, "v0.3.0")
+    run([*offline_pip(venv, wheelhouse), "--force-reinstall", "--no-deps", str(later)], tmp_path)
+    listed = cli(env, tmp_path, "versions").stdout
+    later_line = r"^v0\.3\.0\.post1 +development build, 1 commits after v0\.3\.0 \(installed\)$"
+    assert re.search(later_line, listed, re.M), listed
+    assert re.search(r"^v0\.2\.0 +\S", listed, re.M), listed
+    updated = cli(env, project, "update", "--defaults")
+    assert updated.returncode == 0, updated.stdout + updated.stderr
+    assert "from v0.3.0 to v0.3.0.post1" in updated.stdout
+    text = (project / "README.md").read_text()
+    assert "Our notes." in text and "- Template after v0.3.0." in text
+    assert answers_of(project)["_commit"] == "v0.3.0.post1"
+    assert answers_of(project)["_src_path"] == CANONICAL_URL
+
+
+@pytest.mark.xdist_group("wheels")
+def test_the_readme_quick_start_from_the_checkout_then_an_update(versions, wheelhouse, tmp_path):
+    """README's first command, literally, in a checkout; then a template commit and an update."""
+    checkout = tmp_path / "flaskscale"
+    git(tmp_path, "clone", "-q", str(versions.repo), str(checkout))
+    readme = (checkout / "README.md").read_text()
+    quick_start = re.search(r"```bash\n(.+?)\n", readme)[1]
+    assert quick_start.startswith("pip install . && flaskscale new "), quick_start
+    venv = fresh_venv(tmp_path / "venv")
+    env = {**offline_env(tmp_path, venv), "PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(wheelhouse)}
+    run(["bash", "-c", quick_start], checkout, env)
+    project = (checkout / quick_start.split(" new ", 1)[1].split()[0]).resolve()
+    # The same from inside the checkout: the new project is an untracked repository there.
+    run(["bash", "-c", "flaskscale new inside --defaults --preset minimal"], checkout, env)
+    inside = checkout / "inside"
+
+    template = checkout / "template/README.md.jinja"
+    template.write_text(template.read_text() + "- Template after the quick start.\n")
+    git(checkout, "commit", "-q", "-m", "A template change", "--", "template")
+    run(["bash", "-c", quick_start.split(" && ")[0]], checkout, env)  # pip install . again
+    for made in (project, inside):
+        edit(made / "README.md", "\n", "\nOur notes.\n")
+        commit_all(made)
+        updated = cli(env, made, "update", "--defaults")
+        assert updated.returncode == 0, updated.stdout + updated.stderr
+        text = (made / "README.md").read_text()
+        assert "Our notes." in text and "- Template after the quick start." in text
+        assert answers_of(made)["_commit"] == "v0.3.0.post1"
 
 
 def test_wheel_without_git_history_builds_and_records_its_release(versions, tmp_path):

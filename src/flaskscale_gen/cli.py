@@ -23,8 +23,9 @@ from flaskscale_gen.questions import (
     preset_names,
     validate_answers,
 )
-from flaskscale_gen.template_source import template_root
-from flaskscale_gen.update import apply_update, plan_update
+from flaskscale_gen.template_source import installed_template_version, template_root
+from flaskscale_gen.update import apply_update, planned_update
+from flaskscale_gen.versions import list_versions
 
 app = typer.Typer(
     name="flaskscale",
@@ -49,7 +50,11 @@ class Conflict(StrEnum):
 
 def version_callback(value: bool) -> None:
     if value:
-        out.print(f"flaskscale {__version__}")
+        try:
+            template = installed_template_version()
+        except FlaskscaleError as exc:
+            raise fail(str(exc)) from None
+        out.print(f"flaskscale {__version__} (template {template})", highlight=False)
         raise typer.Exit()
 
 
@@ -136,7 +141,19 @@ def new(
         return
     slug = result.answers["project_slug"]
     repo = ", a git repository with one commit" if result.committed else ""
-    out.print(f"Created {result.answers['project_name']!r} in {result.dest}{repo}.")
+    out.print(
+        f"Created {result.answers['project_name']!r} in {result.dest}{repo}, "
+        f"from template {result.source.installed}.",
+        highlight=False,
+    )
+    if result.source.uncommitted_in:
+        err.print(
+            f"warning: {result.source.uncommitted_in} has uncommitted template changes: not in "
+            f"the project (template {result.source.installed} is its last commit)",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
     out.print("Next steps:", highlight=False)
     for step in (
         f"cd {result.dest}",
@@ -181,6 +198,19 @@ def options() -> None:
     Console(width=None if sys.stdout.isatty() else 220).print(table)
 
 
+@app.command(epilog="[bold]Example[/]\n\n  flaskscale versions")
+def versions() -> None:
+    """List the template versions this flaskscale can update to, with what each changed."""
+    try:
+        rows = list_versions()
+    except FlaskscaleError as exc:
+        raise fail(str(exc)) from None
+    width = max(len(row.name) for row in rows)
+    for row in rows:
+        mark = " (installed)" if row.installed else ""
+        out.print(f"{row.name:<{width}}  {row.summary}{mark}", markup=False, highlight=False)
+
+
 @app.command(
     epilog=(
         "[bold]Examples[/]\n\n"
@@ -218,12 +248,14 @@ def update(
     try:
         questions = load_questions(template_root())
         answers = validate_answers(questions, parse_data_options(data), "--data")
-        plan = plan_update(path, to=to, data=answers)
-        if not defaults and not sys.stdin.isatty():
-            raise FlaskscaleError(
-                "no terminal to ask the questions on: pass --defaults (-y) to keep your answers"
+        with planned_update(path, to=to, data=answers) as plan:
+            if not defaults and not sys.stdin.isatty():
+                raise FlaskscaleError(
+                    "no terminal to ask the questions on: pass --defaults (-y) to keep your answers"
+                )
+            outcome = apply_update(
+                plan, conflict=conflict.value, defaults=defaults, pretend=pretend
             )
-        outcome = apply_update(plan, conflict=conflict.value, defaults=defaults, pretend=pretend)
     except FlaskscaleError as exc:
         raise fail(str(exc)) from None
     except KeyboardInterrupt:
@@ -231,7 +263,7 @@ def update(
 
     verb = "Would update" if pretend else "Updated"
     say(
-        f"{verb} {plan.project} from {plan.from_label} to {outcome.to_commit}: "
+        f"{verb} {plan.project} from {plan.from_commit} to {outcome.to_commit}: "
         f"{len(outcome.changed)} files changed.",
         highlight=False,
     )

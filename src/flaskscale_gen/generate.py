@@ -16,7 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from flaskscale_gen.errors import FlaskscaleError
-from flaskscale_gen.template_source import origin, record_source, running_copier
+from flaskscale_gen.template_source import (
+    CANONICAL_URL,
+    Source,
+    record_source,
+    running_copier,
+    template_source,
+)
 
 
 @dataclass
@@ -25,6 +31,7 @@ class Result:
     answers: dict[str, Any]
     files: list[str]
     committed: bool
+    source: Source
 
 
 def current_umask() -> int:
@@ -52,39 +59,40 @@ def render(
     *,
     defaults: bool,
     name_default: str,
-) -> dict[str, Any]:
-    """Run Copier into ``staging``; return the recorded answers.
+) -> tuple[dict[str, Any], Source]:
+    """Run Copier into ``staging``; return the recorded answers and the template source.
 
-    The answers file records where the template came from and its version, in a form
-    ``copier update`` resolves later (see template_source).
+    The answers file records the canonical source and a version name that ``copier update``
+    resolves later, on any machine (see template_source).
     """
     import copier
 
-    source = origin()
-    with running_copier(
-        source.env,
-        prefix="",
-        git_failure=lambda detail: (
-            f"git could not read template {source.vcs_ref} from {source.render_from} "
-            f"({detail}): reinstall flaskscale-gen"
-        ),
-    ):
-        worker = copier.run_copy(
-            source.render_from,
-            str(staging),
-            data=dict(answers),
-            user_defaults={"project_name": name_default},
-            defaults=defaults,
-            vcs_ref=source.vcs_ref,
-            unsafe=True,
-            quiet=True,
-            overwrite=True,
-            cleanup_on_error=False,
-        )
+    with template_source() as source:
+        vcs_ref = None if source.plain_folder else source.installed
+        with running_copier(
+            source.env,
+            prefix="",
+            git_failure=lambda detail: (
+                f"git could not read template {vcs_ref} ({detail}): reinstall flaskscale-gen"
+            ),
+        ):
+            worker = copier.run_copy(
+                source.render_from,
+                str(staging),
+                data=dict(answers),
+                user_defaults={"project_name": name_default},
+                defaults=defaults,
+                vcs_ref=vcs_ref,
+                unsafe=True,
+                quiet=True,
+                overwrite=True,
+                cleanup_on_error=False,
+            )
     answers_file = staging / worker.answers_relpath
-    if answers_file.is_file():
-        record_source(answers_file, source.src_path, source.commit)
-    return {k: v for k, v in worker.answers.combined.items() if not k.startswith("_")}
+    if source.plain_folder and answers_file.is_file():
+        record_source(answers_file, CANONICAL_URL, source.installed)
+    recorded = {k: v for k, v in worker.answers.combined.items() if not k.startswith("_")}
+    return recorded, source
 
 
 def list_files(root: Path) -> list[str]:
@@ -136,8 +144,8 @@ def new_project(
     if pretend:
         with tempfile.TemporaryDirectory(prefix="flaskscale-pretend-") as tmp:
             staging = Path(tmp) / dest.name
-            recorded = render(staging, answers, defaults=defaults, name_default=dest.name)
-            return Result(dest, recorded, list_files(staging), committed=False)
+            recorded, source = render(staging, answers, defaults=defaults, name_default=dest.name)
+            return Result(dest, recorded, list_files(staging), False, source)
 
     created_parents = [p for p in reversed(dest.parents) if not p.exists()]
     try:
@@ -151,7 +159,7 @@ def new_project(
             f"cannot write to {dest.parent} ({exc.strerror}): choose a folder you can write to"
         ) from None
     try:
-        recorded = render(staging, answers, defaults=defaults, name_default=dest.name)
+        recorded, source = render(staging, answers, defaults=defaults, name_default=dest.name)
         if git:
             git_init(staging, recorded["author_name"], recorded["author_email"])
         files = list_files(staging)
@@ -167,4 +175,4 @@ def new_project(
                 f"writing the project failed ({exc}): check the disk and permissions, then retry"
             ) from None
         raise
-    return Result(dest, recorded, files, committed=git)
+    return Result(dest, recorded, files, git, source)

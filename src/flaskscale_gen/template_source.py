@@ -1,33 +1,33 @@
-"""Where the Copier template lives, and what a generated project records about it.
+"""Where the Copier template lives, and the versions Copier can check out from it.
 
-Every project's ``.copier-answers.yml`` names a template source (``_src_path``) and a version
-(``_commit``) that Copier can resolve later, on any machine:
+Every project's ``.copier-answers.yml`` records ``_src_path: CANONICAL_URL`` and a version name
+``_commit: v0.2.0`` or ``v0.2.0.post3`` (see ``history``): names computed from the commit
+history, so they resolve on any machine, for any build, whether or not tags exist. While
+flaskscale runs Copier, git's ``url.<repo>.insteadOf`` sends the canonical URL to a repository
+that carries those names as tags:
 
-* a release build records ``CANONICAL_URL`` and the tag ``v<version>``. The installed wheel
-  carries a git bundle of every released version (``_template.bundle``, made by
-  ``hatch_build.py``); while flaskscale runs Copier, git's ``url.<bundle>.insteadOf`` sends the
-  canonical URL to that bundle, so nothing is downloaded. Plain ``copier update`` elsewhere
-  fetches the same URL from the network.
-* a development build (a source checkout, or a wheel built from an untagged or modified one)
-  records the checkout's path and ``git describe`` of its HEAD: such a project updates from that
-  checkout, on the machine that has it.
+* an installed wheel: the git bundle inside it (``_template.bundle``, made by ``hatch_build.py``),
+  so nothing is downloaded;
+* a source checkout (an editable install): a bare clone of the checkout, tagged on the fly. Its
+  last commit is rendered; uncommitted template changes never are;
+* ``FLASKSCALE_TEMPLATE_MIRROR``: any other copy of the repository (a path or URL), tagged the
+  same way, e.g. a company mirror.
 
-``FLASKSCALE_TEMPLATE_MIRROR`` (a path or URL of a git repository or bundle holding the tags)
-replaces the bundled history, e.g. for a company mirror, and forces release mode.
+Plain ``copier update`` elsewhere fetches the canonical URL, which carries the same names as
+tags once they are published (``python -m flaskscale_gen.history tag``).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import subprocess
-import warnings
+import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from flaskscale_gen import __version__
+from flaskscale_gen import __version__, history
 from flaskscale_gen.errors import FlaskscaleError
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -35,6 +35,8 @@ CANONICAL_URL = "https://github.com/flaskscale/flaskscale.git"
 BUNDLE = PACKAGE_DIR / "_template.bundle"
 BUILD_INFO = PACKAGE_DIR / "_build.json"
 MIRROR_ENV = "FLASKSCALE_TEMPLATE_MIRROR"
+# What a rendered project depends on: a change elsewhere in a checkout does not matter.
+TEMPLATE_PATHS = ("copier.yml", "template", "migrations")
 
 
 def template_root() -> Path:
@@ -52,13 +54,20 @@ def is_checkout(root: Path) -> bool:
     return (root / ".git").exists()
 
 
-def installed_version() -> str:
-    return __version__
+def build_info() -> dict:
+    try:
+        return json.loads(BUILD_INFO.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
 
 
-def version_tag(version: str) -> str:
-    """``0.2.0`` or ``v0.2.0`` -> ``v0.2.0``."""
-    return "v" + version.strip().removeprefix("v")
+def installed_template_version() -> str:
+    """The version this flaskscale renders: its checkout's HEAD, or what its wheel recorded."""
+    root = template_root()
+    if is_checkout(root):
+        with translated_history_errors():
+            return history.versions(root)[-1].name
+    return build_info().get("version") or f"v{__version__}"
 
 
 def is_canonical(src_path: str) -> bool:
@@ -68,33 +77,12 @@ def is_canonical(src_path: str) -> bool:
     return norm(src_path) == norm(CANONICAL_URL)
 
 
-def mirror() -> str | None:
-    """Where the canonical URL is redirected to: the env override, else the bundled history."""
-    override = os.environ.get(MIRROR_ENV, "").strip()
-    if override:
-        return override
-    return str(BUNDLE) if BUNDLE.is_file() else None
-
-
-def git_clean_env() -> dict[str, str]:
-    """The environment without variables that point git at some other repository."""
-    redirecting = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE")
-    return {k: v for k, v in os.environ.items() if k not in redirecting}
-
-
-def git_describe(checkout: Path) -> str:
-    """A commit name git can resolve in ``checkout`` (never a ``-dirty`` one)."""
-    proc = subprocess.run(
-        ["git", "describe", "--tags", "--always"],
-        cwd=checkout,
-        env=git_clean_env(),
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if proc.returncode:
-        raise FlaskscaleError(f"git cannot describe {checkout}: {proc.stderr.strip()}")
-    return proc.stdout.strip()
+@contextmanager
+def translated_history_errors() -> Iterator[None]:
+    try:
+        yield
+    except history.HistoryError as exc:
+        raise FlaskscaleError(str(exc)) from None
 
 
 def redirect_env(target: str | None) -> dict[str, str]:
@@ -107,6 +95,44 @@ def redirect_env(target: str | None) -> dict[str, str]:
         f"GIT_CONFIG_KEY_{count}": f"url.{target}.insteadOf",
         f"GIT_CONFIG_VALUE_{count}": CANONICAL_URL,
     }
+
+
+@dataclass(frozen=True)
+class Source:
+    """The template's versions, and how Copier reaches them."""
+
+    versions: list[str]  # oldest first
+    installed: str  # what this flaskscale renders by default
+    env: dict[str, str] = field(default_factory=dict)  # git redirection for Copier
+    plain_folder: Path | None = None  # no history at all: render these files as they are
+    uncommitted_in: Path | None = None  # a checkout whose uncommitted changes are left out
+
+    @property
+    def render_from(self) -> str:
+        return str(self.plain_folder) if self.plain_folder else CANONICAL_URL
+
+
+@contextmanager
+def template_source() -> Iterator[Source]:
+    """Where the template's versions are, for as long as Copier runs (see the docstring)."""
+    root = template_root()
+    override = os.environ.get(MIRROR_ENV, "").strip()
+    with tempfile.TemporaryDirectory(prefix="flaskscale-history-") as tmp:
+        tagged = Path(tmp) / "template.git"
+        with translated_history_errors():
+            if override:
+                names = [v.name for v in history.tagged_repository(override, tagged)]
+                yield Source(names, installed_template_version(), redirect_env(str(tagged)))
+            elif is_checkout(root):
+                names = [v.name for v in history.tagged_repository(root, tagged)]
+                dirty = root if history.is_dirty(root, *TEMPLATE_PATHS) else None
+                yield Source(names, names[-1], redirect_env(str(tagged)), uncommitted_in=dirty)
+            elif BUNDLE.is_file():
+                names = history.tag_names(BUNDLE)
+                yield Source(names, installed_template_version(), redirect_env(str(BUNDLE)))
+            else:  # a wheel from a plain export: its files are the release it names
+                version = installed_template_version()
+                yield Source([version], version, plain_folder=root)
 
 
 @contextmanager
@@ -139,6 +165,47 @@ def copier_message(exc: Exception) -> str:
     return message
 
 
+def copier_settings_path() -> Path:
+    """The user settings file Copier reads on every run (it may not exist)."""
+    from platformdirs import user_config_path
+
+    configured = os.environ.get("COPIER_SETTINGS_PATH", "").strip()
+    if configured:
+        return Path(configured)
+    return user_config_path("copier", appauthor=False) / "settings.yml"
+
+
+def check_copier_settings() -> None:
+    """Name Copier's settings file, and the fix, when Copier would reject it."""
+    import yaml
+
+    path = copier_settings_path()
+    if not path.is_file():
+        return
+    try:
+        data = yaml.safe_load(path.read_bytes())
+        problem = "it is empty" if data is None else None
+        if data is not None:
+            from copier._settings import SettingsModel  # Copier's own rules for the file
+
+            SettingsModel.model_validate(data)
+    except OSError as exc:
+        problem = f"it cannot be read: {exc.strerror}"
+    except yaml.YAMLError:
+        problem = "it is not valid YAML"
+    except ImportError:
+        problem = None  # a Copier without that model: let Copier judge
+    except ValueError as exc:  # pydantic's ValidationError
+        errors = getattr(exc, "errors", lambda: [])()
+        where = ".".join(str(part) for part in errors[0]["loc"]) if errors else ""
+        problem = f"{where or 'its content'}: {errors[0]['msg'] if errors else exc}".lower()
+    if problem:
+        raise FlaskscaleError(
+            f"Copier's settings file {path} is not valid ({problem}): fix it (a YAML mapping, "
+            "e.g. {}), delete it, or set COPIER_SETTINGS_PATH to a valid file"
+        )
+
+
 @contextmanager
 def running_copier(
     env: Mapping[str, str], *, prefix: str, git_failure: Callable[[str], str]
@@ -148,11 +215,11 @@ def running_copier(
     Copier's own errors read ``prefix`` + their first line; a failing git command reads
     ``git_failure(<git's last line of output>)``.
     """
-    from copier.errors import CopierError, DirtyLocalWarning
+    from copier.errors import CopierError
     from plumbum import ProcessExecutionError
 
-    with warnings.catch_warnings(), git_environment(env):
-        warnings.simplefilter("ignore", DirtyLocalWarning)
+    check_copier_settings()
+    with git_environment(env):
         try:
             yield
         except KeyboardInterrupt:
@@ -162,48 +229,6 @@ def running_copier(
         except ProcessExecutionError as exc:
             lines = (exc.stderr or "").strip().splitlines()
             raise FlaskscaleError(git_failure(lines[-1] if lines else str(exc.retcode))) from None
-
-
-@dataclass(frozen=True)
-class Origin:
-    """How ``flaskscale new`` renders, and what the project records."""
-
-    render_from: str  # what Copier renders
-    vcs_ref: str | None  # the git ref to render (None: a plain folder)
-    src_path: str  # recorded as _src_path
-    commit: str  # recorded as _commit
-    env: dict[str, str]  # git redirection while rendering
-
-    @property
-    def release(self) -> bool:
-        return is_canonical(self.src_path)
-
-
-def build_info() -> dict:
-    try:
-        return json.loads(BUILD_INFO.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-
-
-def origin() -> Origin:
-    """Where ``flaskscale new`` renders from (see the module docstring)."""
-    root = template_root()
-    tag = version_tag(installed_version())
-    override = os.environ.get(MIRROR_ENV, "").strip()
-    if override:
-        return Origin(CANONICAL_URL, tag, CANONICAL_URL, tag, redirect_env(override))
-    if is_checkout(root):
-        # Copier includes uncommitted changes and names them after a throwaway commit:
-        # record HEAD instead, which the checkout can resolve later.
-        return Origin(str(root), "HEAD", str(root), git_describe(root), {})
-    info = build_info()
-    if info.get("release") is False:
-        return Origin(str(root), None, info["checkout"], info["commit"], {})
-    if BUNDLE.is_file():
-        return Origin(CANONICAL_URL, tag, CANONICAL_URL, tag, redirect_env(str(BUNDLE)))
-    # No history at all (a wheel from a plain export): the files are the release they name.
-    return Origin(str(root), None, CANONICAL_URL, tag, {})
 
 
 def record_source(answers_file: Path, src_path: str, commit: str) -> None:

@@ -7,36 +7,29 @@ that could make it fail halfway is checked first, so a refusal touches nothing.
 
 from __future__ import annotations
 
-import re
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
-from packaging.version import InvalidVersion, Version
 
 from flaskscale_gen.errors import FlaskscaleError
+from flaskscale_gen.history import git_env, parse_name, tag_names
 from flaskscale_gen.template_source import (
-    MIRROR_ENV,
-    git_clean_env,
-    git_describe,
-    git_environment,
-    installed_version,
+    CANONICAL_URL,
     is_canonical,
-    mirror,
-    record_source,
-    redirect_env,
     running_copier,
-    version_tag,
+    template_source,
+    translated_history_errors,
 )
 
 ANSWERS_FILE = ".copier-answers.yml"
 CONFLICT_MARKERS = ("<<<<<<< before updating", ">>>>>>> after updating")
-_DESCRIBE = re.compile(r"^(?P<tag>v\d+(?:\.\d+)*\S*?)(?:-(?P<distance>\d+)-g[0-9a-f]+)?$")
 
 
 @dataclass
@@ -45,20 +38,9 @@ class Plan:
     answers_file: Path
     src_path: str
     from_commit: str
-    to_ref: str  # a tag, or HEAD for a development checkout
+    to_ref: str | None  # a version name; None: Copier's newest tag (a source of the user's own)
     env: dict[str, str]
     data: dict[str, Any]
-    dev_checkout: Path | None = None  # the recorded source is a local checkout
-
-    @property
-    def from_label(self) -> str:
-        return self.from_commit
-
-    @property
-    def to_label(self) -> str:
-        if self.dev_checkout and self.to_ref == "HEAD":
-            return f"{git_describe(self.dev_checkout)} (development checkout)"
-        return self.to_ref
 
 
 @dataclass
@@ -72,7 +54,7 @@ class Outcome:
 
 def git(project: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     proc = subprocess.run(
-        ["git", *args], cwd=project, env=git_clean_env(), capture_output=True, text=True
+        ["git", *args], cwd=project, env=git_env(), capture_output=True, text=True
     )
     if check and proc.returncode:
         detail = proc.stderr.strip().splitlines()
@@ -97,42 +79,13 @@ def read_answers(answers_file: Path) -> dict[str, Any]:
     return answers
 
 
-def parse_version(commit: str) -> tuple[Version, int] | None:
-    """``v0.2.0`` -> (0.2.0, 0); ``v0.2.0-3-gabc1234`` -> (0.2.0, 3); a bare sha -> None."""
-    match = _DESCRIBE.match(commit.strip())
-    if not match:
-        return None
-    try:
-        return Version(match["tag"]), int(match["distance"] or 0)
-    except InvalidVersion:
-        return None
+def version_name(version: str) -> str:
+    """``0.2.0`` or ``v0.2.0.post3`` -> ``v0.2.0`` / ``v0.2.0.post3``."""
+    return "v" + version.strip().removeprefix("v")
 
 
-def list_tags(src: str, env: Mapping[str, str]) -> list[str]:
-    """Release tags (``vX.Y.Z``) of a template source, oldest first."""
-    with git_environment(env):
-        proc = subprocess.run(
-            ["git", "ls-remote", "--tags", "--refs", src],
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=120,
-        )
-    if proc.returncode:
-        detail = proc.stderr.strip().splitlines()
-        raise FlaskscaleError(
-            f"cannot read the template's versions from {src} "
-            f"({detail[-1] if detail else proc.returncode}): check the network, "
-            f"or set {MIRROR_ENV} to a copy of the template repository"
-        )
-    tags = [line.split("refs/tags/", 1)[1] for line in proc.stdout.splitlines() if line]
-    versions = {t: parse_version(t) for t in tags if t.startswith("v")}
-    return sorted((t for t, v in versions.items() if v), key=lambda t: versions[t])
-
-
-def plan_update(path: Path, *, to: str | None, data: Mapping[str, Any]) -> Plan:
-    """Check everything an update needs; raise FlaskscaleError naming the first problem."""
-    project = path.expanduser().absolute()
+def check_project(project: Path) -> dict[str, Any]:
+    """The checks that need no template: a generated project in a clean git work tree."""
     if not project.is_dir():
         raise FlaskscaleError(f"{project} is not a folder: pass the folder of a project")
     answers_file = project / ANSWERS_FILE
@@ -142,7 +95,6 @@ def plan_update(path: Path, *, to: str | None, data: Mapping[str, Any]) -> Plan:
             "run this in a folder made by 'flaskscale new'"
         )
     answers = read_answers(answers_file)
-
     if shutil.which("git") is None:
         raise FlaskscaleError("git is not installed: install git to update a project")
     if git(project, "rev-parse", "--is-inside-work-tree", check=False).returncode:
@@ -154,48 +106,63 @@ def plan_update(path: Path, *, to: str | None, data: Mapping[str, Any]) -> Plan:
         raise FlaskscaleError(
             f"{project} has uncommitted changes: commit or stash them first (see git status)"
         )
+    return answers
 
-    src_path, from_commit = answers["_src_path"].strip(), answers["_commit"].strip()
-    env: dict[str, str] = {}
-    dev_checkout = None
-    if is_canonical(src_path):
-        env = redirect_env(mirror())
-    elif "://" not in src_path and not src_path.startswith("git@"):
-        dev_checkout = Path(src_path)
-        if not (dev_checkout / ".git").exists():
-            raise FlaskscaleError(
-                f"the template checkout {src_path} recorded in {ANSWERS_FILE} is not on this "
-                "machine (the project was made by a development build): clone flaskscale "
-                "there, or see 'Updating a project' in the README"
-            )
 
-    tags = list_tags(src_path, env)
-    if to:
-        to_ref = version_tag(to)
-        if to_ref not in tags:
-            known = ", ".join(tags) or "none"
-            raise FlaskscaleError(
-                f"unknown version {to}: the template at {src_path} has {known}: "
-                "pass one of those to --to"
-            )
-    elif dev_checkout:
-        to_ref = "HEAD"
-    else:
-        to_ref = version_tag(installed_version())
-        if to_ref not in tags:
-            known = ", ".join(tags) or "none"
-            raise FlaskscaleError(
-                f"this flaskscale ({installed_version()}) is not a released template version "
-                f"(known: {known}): pass --to VERSION"
-            )
-
-    current, target = parse_version(from_commit), parse_version(to_ref)
-    if current and target and target < current:
+def choose_target(
+    project: Path, from_commit: str, to: str | None, names: list[str], default: str | None
+) -> str | None:
+    """The version to update to: ``to``, else ``default``; refuse unknown ones and downgrades."""
+    target = version_name(to) if to else default
+    if target is not None and target not in names:
+        known = ", ".join(names[-8:]) or "none"
         raise FlaskscaleError(
-            f"{project} is at {from_commit}, newer than {to_ref}: downgrades are not supported; "
-            f"pass --to {from_commit.split('-')[0]} or later"
+            f"unknown version {to or target}: the template has {known}"
+            f"{' (and older)' if len(names) > 8 else ''}: pass one of those to --to "
+            "(flaskscale versions lists them)"
         )
-    return Plan(project, answers_file, src_path, from_commit, to_ref, env, dict(data), dev_checkout)
+    current, wanted = parse_name(from_commit), parse_name(target or "")
+    if current and wanted and wanted < current:
+        raise FlaskscaleError(
+            f"{project} is at {from_commit}, newer than {target}: downgrades are not supported; "
+            f"pass --to {from_commit} or later"
+        )
+    return target
+
+
+@contextmanager
+def planned_update(path: Path, *, to: str | None, data: Mapping[str, Any]) -> Iterator[Plan]:
+    """Check everything an update needs; raise FlaskscaleError naming the first problem.
+
+    The plan is valid inside the ``with`` block: the template's history is there meanwhile.
+    """
+    project = path.expanduser().absolute()
+    answers = check_project(project)
+    src_path, from_commit = answers["_src_path"].strip(), answers["_commit"].strip()
+    if is_canonical(src_path):
+        with template_source() as source:
+            target = choose_target(project, from_commit, to, source.versions, source.installed)
+            yield Plan(
+                project,
+                project / ANSWERS_FILE,
+                src_path,
+                from_commit,
+                target,
+                source.env,
+                dict(data),
+            )
+        return
+    # A template source of the owner's own (a fork): its tags, as Copier reads them.
+    local = "://" not in src_path and not src_path.startswith("git@")
+    if local and not Path(src_path).exists():
+        raise FlaskscaleError(
+            f"the template source {src_path} recorded in {ANSWERS_FILE} is not on this machine: "
+            f"set '_src_path: {CANONICAL_URL}' there (keep _commit), commit, and run again"
+        )
+    with translated_history_errors():
+        names = tag_names(src_path)
+    target = choose_target(project, from_commit, to, names, None)
+    yield Plan(project, project / ANSWERS_FILE, src_path, from_commit, target, {}, dict(data))
 
 
 def run_copier_update(plan: Plan, project: Path, *, conflict: str, defaults: bool) -> None:
@@ -261,11 +228,6 @@ def apply_update(plan: Plan, *, conflict: str, defaults: bool, pretend: bool) ->
         except BaseException:
             restore(plan.project)
             raise
-        if plan.dev_checkout and plan.to_ref == "HEAD":
-            # Copier names uncommitted template changes after a throwaway commit.
-            record_source(
-                plan.project / ANSWERS_FILE, plan.src_path, git_describe(plan.dev_checkout)
-            )
         return collect(plan, plan.project, conflict)
 
     top = Path(git(plan.project, "rev-parse", "--show-toplevel").stdout.strip())
