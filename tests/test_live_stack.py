@@ -19,14 +19,11 @@ its own PostgreSQL database (dropped at the end) and its own Redis database numb
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import os
 import re
 import secrets
 import shutil
-import signal
 import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -38,19 +35,20 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import (
-    E2E_REQUIRED,
-    free_port,
-    project_env,
-    render,
-    require_command,
-    require_service,
-    run,
-)
 from requests.adapters import HTTPAdapter
 from support.celery import node_name
+from support.commands import project_env, run
+from support.nginx import local_config
 from support.postgres import throwaway_database
 from support.postgres import url as postgres_url
+from support.processes import Process, answers, wait_for
+from support.rendering import preset, render
+from support.services import (
+    free_port,
+    require_command,
+    require_modules,
+    require_service,
+)
 
 try:
     import socketio  # python-socketio's client (websocket-client runs its WebSocket transport)
@@ -73,81 +71,6 @@ REDIS_DB = {"redis": 11, "rabbitmq": 12}
 PASSWORD = "correct horse battery"
 # Client addresses: ip_hash spreads them over the instances by their first three octets.
 SOURCES = [f"127.0.{n}.1" for n in range(1, 25)]
-
-
-# --- processes ---------------------------------------------------------------------------
-
-
-class Process:
-    """A command in its own process group, its output in a log file."""
-
-    def __init__(self, name: str, cmd: list[str], cwd: Path, env: dict, log: Path) -> None:
-        self.name, self.cmd, self.cwd, self.env, self.log = name, cmd, cwd, env, log
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> Process:
-        with self.log.open("a") as out:
-            self.proc = subprocess.Popen(
-                self.cmd,
-                cwd=self.cwd,
-                env=self.env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        return self
-
-    @property
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace") if self.log.exists() else ""
-
-    def kill(self, sig: int = signal.SIGKILL) -> None:
-        """Send ``sig`` to the whole process group, then reap the leader."""
-        if self.proc is None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, sig)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.proc.wait(timeout=15)
-
-    def stop(self) -> None:
-        """SIGTERM, a few seconds' grace, then SIGKILL whatever is left of the group."""
-        if self.running:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.proc.wait(timeout=2)
-        self.kill(signal.SIGKILL)
-
-
-def wait_for(predicate: Callable[[], object], timeout: float, message: Callable[[], str] | str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    pytest.fail(message() if callable(message) else message)
-
-
-def require_modules(*names: str) -> None:
-    """Skip when a Python package is missing; fail instead under FLASKSCALE_E2E=required."""
-    missing = [name for name in names if importlib.util.find_spec(name) is None]
-    if missing:
-        message = f"Python packages missing: {', '.join(missing)} (the test extra installs them)"
-        if E2E_REQUIRED:
-            pytest.fail(f"{message} and FLASKSCALE_E2E=required")
-        pytest.skip(message)
-
-
-def answers_http(url: str) -> bool:
-    try:
-        return requests.get(url, timeout=2).status_code == 200
-    except requests.RequestException:
-        return False
 
 
 # --- clients ----------------------------------------------------------------------------
@@ -227,9 +150,7 @@ class Stack:
         process = Process(f"web-{name}", cmd, self.project, env, self.logs / f"web-{name}.log")
         self.instances[name] = process.start()
         wait_for(
-            lambda: (
-                answers_http(f"http://{HOST}:{self.ports[name]}/healthz") or not process.running
-            ),
+            lambda: answers(f"http://{HOST}:{self.ports[name]}/healthz") or not process.running,
             60,
             lambda: f"instance {name} did not start:\n{process.output()[-4000:]}",
         )
@@ -313,33 +234,6 @@ class Stack:
             client.disconnect()
 
 
-def nginx_config(stack: Stack, root: Path) -> Path:
-    """The generated nginx.conf, pointed at the test's ports and writable paths."""
-    original = text = (stack.project / "deploy" / "nginx" / "nginx.conf").read_text()
-    servers = "\n".join(
-        f"        server {HOST}:{port} max_fails=1 fail_timeout=10s;"
-        for port in stack.ports.values()
-    )
-    replacements = [
-        (r"(?m)^\s*server web:8000[^;]*;", servers),
-        (r"listen 8080;", f"listen {HOST}:{stack.nginx_port};"),
-        (r"pid [^;]+;", f"pid {root / 'nginx.pid'};"),
-        (r"error_log [^;]+;", f"error_log {root / 'error.log'} info;"),
-        (r"access_log [^;]+;", f"access_log {root / 'access.log'} combined;"),
-        (r"(\w+_temp_path) /tmp/", rf"\1 {root}/"),
-        (r"root /srv/[^;]+;", f"root {stack.project};"),
-        (r"(?m)^(\s*server_name _;)", r"\1\n        add_header X-Upstream $upstream_addr always;"),
-    ]
-    for pattern, replacement in replacements:
-        text, count = re.subn(pattern, replacement, text)
-        assert count, f"nginx.conf changed: {pattern!r} not found"
-    for path in re.findall(r"/tmp/[\w./-]+", original):
-        assert path not in text, f"nginx.conf writes to {path}, which this test does not redirect"
-    path = root / "nginx.conf"
-    path.write_text(text)
-    return path
-
-
 @pytest.fixture(scope="module")
 def stack(request, template_dir, tmp_path_factory) -> Iterator[Stack]:
     broker = request.param
@@ -353,25 +247,8 @@ def stack(request, template_dir, tmp_path_factory) -> Iterator[Stack]:
 
     slug = f"live_{broker}_{secrets.token_hex(3)}"
     project = tmp_path_factory.mktemp(f"stack-{broker}") / slug
-    render(
-        template_dir,
-        project,
-        {
-            "project_name": slug,
-            "project_slug": slug,
-            "web_ui": True,
-            "api": True,
-            "api_versions": "v1+v2",
-            "celery": True,
-            "celery_broker": broker,
-            "socketio": True,
-            "socketio_async_mode": "gevent",
-            "database": "postgresql",
-            "docker": True,
-            "kubernetes": True,
-            "ci": "none",
-        },
-    )
+    choices = preset("full", project_name=slug, project_slug=slug, celery_broker=broker, ci="none")
+    render(template_dir, project, choices)
     redis_url = f"redis://{HOST}:{REDIS_PORT}/{REDIS_DB[broker]}"
     database = contextlib.ExitStack()
     database_name = database.enter_context(throwaway_database(slug))
@@ -399,7 +276,9 @@ def stack(request, template_dir, tmp_path_factory) -> Iterator[Stack]:
         run([sys.executable, "-m", "flask", "--app", slug, "db", "upgrade"], project, env)
         stack.start_instance("a")
         stack.start_instance("b")
-        config = nginx_config(stack, nginx_root)
+        config = local_config(
+            project, nginx_root, list(stack.ports.values()), stack.nginx_port, show_upstream=True
+        )
         run([nginx, "-t", "-c", str(config)], nginx_root)
         stack.nginx = Process(
             "nginx",
@@ -408,7 +287,7 @@ def stack(request, template_dir, tmp_path_factory) -> Iterator[Stack]:
             dict(os.environ),
             logs / "nginx.log",
         ).start()
-        wait_for(lambda: answers_http(stack.url + "/healthz"), 20, stack.diagnostics)
+        wait_for(lambda: answers(stack.url + "/healthz"), 20, stack.diagnostics)
         stack.start_worker()
         stack.token = sign_up(stack, "ada")
         yield stack

@@ -1,7 +1,7 @@
 """Every option combination we claim to support, rendered and put through the quality gates.
 
-The combinations (tests/matrix.py) come from copier.yml: the defaults, all off, all on, each
-preset, each boolean toggled alone, and a pairwise-covering set. Each one is rendered once and
+The combinations (tests/support/options.py) come from copier.yml: the defaults, all off, all on,
+each preset, each boolean toggled alone, and a pairwise-covering set. Each one is rendered once and
 checked for unrendered Jinja, leftovers of disabled options, ruff, bandit, deptry, its own test
 suite, its deployment artifacts, and byte-identical re-rendering. A failing check does not stop
 the others, so the summary table at the end of the run shows every cell.
@@ -11,27 +11,18 @@ the others, so the summary table at the end of the run shows every cell.
 
 from __future__ import annotations
 
-import shutil
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import render, run, run_lint, run_project_tests
-from matrix import (
-    CHECKS,
-    SLUG,
-    CheckFailed,
-    Combination,
-    Rejected,
-    build_matrix,
-    check_jinja,
-    check_leftovers,
-    check_reproducible,
-    option_space,
-    record,
-)
+from support.checks import CheckFailed, check_jinja, check_leftovers, check_reproducible
+from support.commands import run, run_lint, run_project_tests
+from support.matrix_report import record
+from support.options import CHECKS, SLUG, Combination, Rejected, build_matrix, option_space
+from support.rendering import render
+from support.validators import deploy_checks
 from typer.testing import CliRunner
 
 from flaskscale_gen.cli import app
@@ -40,34 +31,7 @@ from flaskscale_gen.questions import preset_names
 MATRIX = build_matrix()
 
 
-def deploy_checks(project: Path, scratch: Path) -> list[str]:
-    """The deployment issue's validators, on whichever artifacts the project has."""
-    from test_deploy_artifacts import compose_config, kustomize, nginx_config, tool
-
-    done = []
-    if (project / "Dockerfile").exists():
-        run([tool("hadolint"), "--failure-threshold", "info", "Dockerfile"], cwd=project)
-        done.append("hadolint")
-    if (project / "compose.yaml").exists():
-        compose_config(project)
-        done.append("compose")
-    overlays = project / "deploy" / "k8s" / "overlays"
-    if overlays.is_dir():
-        for overlay in sorted(overlays.iterdir()):
-            kustomize(project, overlay)
-        done.append("kustomize")
-    workflows = sorted((project / ".github" / "workflows").glob("*.y*ml"))
-    if workflows:
-        run([tool("actionlint"), *(str(w.relative_to(project)) for w in workflows)], cwd=project)
-        done.append("actionlint")
-    if (project / "deploy" / "nginx" / "nginx.conf").exists() and shutil.which("nginx"):
-        conf = nginx_config(project, scratch / "nginx", [18001, 18002], 18080)
-        run(["nginx", "-t", "-q", "-c", str(conf), "-p", str(scratch / "nginx")], cwd=scratch)
-        done.append("nginx")
-    return done
-
-
-def run_checks(combination: Combination, template_dir: Path, copie, tmp_path: Path) -> dict:
+def run_checks(combination: Combination, template_dir: Path, tmp_path: Path) -> dict:
     """Every check on one combination; returns {check: ok|FAIL|skip|-} and failure messages."""
     results = dict.fromkeys(CHECKS, "-")
     failures: dict[str, str] = {}
@@ -91,10 +55,7 @@ def run_checks(combination: Combination, template_dir: Path, copie, tmp_path: Pa
 
     def do_render() -> None:
         nonlocal project
-        result = copie.copy(extra_answers=answers, template_dir=template_dir)
-        if result.exception is not None:
-            raise CheckFailed(f"copier copy failed: {result.exception}")
-        project = result.project_dir
+        project = render(template_dir, tmp_path / "project", answers)
 
     start = time.monotonic()
     attempt("render", do_render)
@@ -110,24 +71,18 @@ def run_checks(combination: Combination, template_dir: Path, copie, tmp_path: Pa
         attempt("deptry", lambda: run([sys.executable, "-m", "deptry", "."], project))
 
         def reproducible() -> None:
-            again = copie.copy(extra_answers=answers, template_dir=template_dir)
-            if again.exception is not None:
-                raise CheckFailed(f"second render failed: {again.exception}")
-            check_reproducible(project, again.project_dir)
-            shutil.rmtree(again.project_dir)
+            check_reproducible(project, render(template_dir, tmp_path / "again", answers))
 
         attempt("repro", reproducible)
         attempt("tests", lambda: run_project_tests(project))
-        attempt("deploy", lambda: deploy_checks(project, tmp_path))
+        attempt("deploy", lambda: deploy_checks(project, tmp_path / "scratch"))
     results["secs"] = f"{time.monotonic() - start:.0f}"
     return results, failures
 
 
 @pytest.mark.parametrize("combination", MATRIX.valid, ids=[c.id for c in MATRIX.valid])
-def test_combination(
-    combination: Combination, template_dir: Path, copie, tmp_path: Path, request
-) -> None:
-    results, failures = run_checks(combination, template_dir, copie, tmp_path)
+def test_combination(combination: Combination, template_dir: Path, tmp_path: Path, request) -> None:
+    results, failures = run_checks(combination, template_dir, tmp_path)
     record(request.node.user_properties, combination.id, results)
     real = {k: v for k, v in failures.items() if results[k] == "FAIL"}
     if real:
@@ -184,7 +139,7 @@ def test_the_matrix_covers_every_pair_and_every_named_combination() -> None:
 def test_the_option_space_is_copier_yml() -> None:
     """Every bool and choice question is varied; computed ones (when: false) are not."""
     import yaml
-    from matrix import REPO
+    from support.rendering import REPO
 
     config = yaml.safe_load((REPO / "copier.yml").read_text())
     expected = [

@@ -12,21 +12,11 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import pytest
-from conftest import REPO, render
+from support.rendering import REPO, preset, render
 
 VARIANTS = {
     "full-redis-gevent": {"celery_broker": "redis", "socketio_async_mode": "gevent"},
     "full-rabbitmq-threading": {"celery_broker": "rabbitmq", "socketio_async_mode": "threading"},
-}
-FULL = {
-    "web_ui": True,
-    "api": True,
-    "api_versions": "v1+v2",
-    "database": "postgresql",
-    "celery": True,
-    "socketio": True,
-    "docker": True,
-    "kubernetes": True,
 }
 
 
@@ -53,7 +43,7 @@ def declared(pyproject: dict, *extras: str) -> dict[str, frozenset[str]]:
 
 @pytest.mark.parametrize("answers", VARIANTS.values(), ids=VARIANTS.keys())
 def test_test_extra_covers_the_generated_dependencies(template_dir, tmp_path, answers):
-    project = render(template_dir, tmp_path / "p", {**FULL, **answers})
+    project = render(template_dir, tmp_path / "p", preset("full", **answers))
     generated = declared(tomllib.loads((project / "pyproject.toml").read_text()), "dev")
     ours = declared(tomllib.loads((REPO / "pyproject.toml").read_text()), "test")
     missing = {

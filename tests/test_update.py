@@ -22,7 +22,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO, run, run_project_tests
+from support.commands import run, run_project_tests
+from support.rendering import REPO
 from support.wheels import build, fresh_venv, offline_pip
 from typer.testing import CliRunner
 
@@ -76,7 +77,7 @@ def versions(tmp_path_factory) -> Versions:
     repo.mkdir()
     for name in ("copier.yml", "pyproject.toml", "README.md", "CHANGELOG.md", "hatch_build.py"):
         shutil.copy2(REPO / name, repo / name)
-    for name in ("template", "migrations", "src"):
+    for name in ("template", "migrations", "extensions", "src"):
         shutil.copytree(REPO / name, repo / name, ignore=ignore)
     git(repo, "init", "-q", "--initial-branch=main")
     release(repo, "0.1.0")
@@ -92,7 +93,7 @@ def versions(tmp_path_factory) -> Versions:
     readme.write_text(readme.read_text() + "\n## Changelog\n\n- Template v0.2.0.\n")
     edit(
         repo / "copier.yml",
-        "_migrations: []\n",
+        "_migrations:\n",
         "_migrations:\n"
         "  - version: v0.2.0\n"
         "    when: \"{{ _stage == 'before' }}\"\n"
@@ -506,3 +507,54 @@ def test_migration_script_is_harmless_to_run_again(tmp_path, monkeypatch):
         "_src_path": "x",
         "summary": "Hi",
     }
+
+
+# --- the real move of v0.3.0: web/, realtime/ and the example modules --------------------
+
+WEB_PACKAGE = "template/{{project_slug}}/{% if web_ui %}web{% endif %}/__init__.py.jinja"
+
+
+@pytest.fixture(scope="session")
+def restructured(tmp_path_factory) -> Path:
+    """A template repository: the tree just before v0.3.0's moves (v0.2.0), then this one."""
+    added = git(REPO, "log", "--diff-filter=A", "--format=%H", "--", WEB_PACKAGE).split()
+    if not added:
+        pytest.fail("this checkout's history has no commit that added the web package")
+    repo = tmp_path_factory.mktemp("restructure") / "flaskscale"
+    repo.mkdir()
+    archive = subprocess.run(
+        ["git", "archive", "--format=tar", f"{added[-1]}^"], cwd=REPO, capture_output=True
+    )
+    subprocess.run(["tar", "-x"], cwd=repo, input=archive.stdout, check=True)
+    git(repo, "init", "-q", "--initial-branch=main")
+    release(repo, "0.2.0")
+    for name in ("copier.yml", "pyproject.toml", "README.md", "CHANGELOG.md", "hatch_build.py"):
+        shutil.copy2(REPO / name, repo / name)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".*_cache", "*.egg-info")
+    for name in ("template", "migrations", "extensions", "src"):
+        shutil.rmtree(repo / name, ignore_errors=True)
+        shutil.copytree(REPO / name, repo / name, ignore=ignore)
+    release(repo, "0.3.0")
+    return repo
+
+
+def test_the_v0_3_0_moves_carry_the_owners_edits_to_the_new_places(
+    monkeypatch, restructured, tmp_path
+):
+    monkeypatch.setenv(MIRROR_ENV, str(restructured))
+    monkeypatch.setattr(template_source, "installed_template_version", lambda: "v0.2.0")
+    result = flaskscale("new", str(tmp_path / "shop"), "--defaults", "--preset", "full")
+    assert result.exit_code == 0, result.output
+    project = tmp_path / "shop"
+    slug = answers_of(project)["project_slug"]
+    edit(project / slug / "auth.py", "\ndef is_local_path", "\n# Ours: audited.\ndef is_local_path")
+    edit(project / slug / "templates/base.html", "<body>", '<body class="ours">')
+    commit_all(project)
+
+    result = flaskscale("update", str(project), "--to", "0.3.0", "--defaults")
+    assert result.exit_code == 0, result.output
+    assert not (project / slug / "auth.py").exists()
+    assert "# Ours: audited." in (project / slug / "web/auth.py").read_text()
+    assert '<body class="ours">' in (project / slug / "web/templates/base.html").read_text()
+    assert answers_of(project)["_commit"] == "v0.3.0"
+    run_project_tests(project)

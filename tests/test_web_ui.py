@@ -10,24 +10,14 @@ screenshot of the signed-in home page is left in the test's tmp folder (``items.
 from __future__ import annotations
 
 import re
-import subprocess
 import sys
-import time
-import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import (
-    E2E_REQUIRED,
-    free_port,
-    project_env,
-    render,
-    require_command,
-    run,
-    run_lint,
-    run_project_tests,
-)
+from support.commands import project_env, run, run_lint, run_project_tests
+from support.processes import Process, wait_for_http
+from support.rendering import render
+from support.services import E2E_REQUIRED, free_port, require_command
 
 SLUG = "web_shop"
 CHROMIUM_ARGS = [
@@ -48,7 +38,7 @@ WEB_UI_NAMES = re.compile(
 def test_without_web_ui_nothing_of_it_is_left(template_dir: Path, tmp_path: Path) -> None:
     project = render(template_dir, tmp_path / "api_only", {"web_ui": False, "api": True})
     package = project / "api_only"
-    for name in ("templates", "static", "forms.py", "auth.py", "main.py"):
+    for name in ("web", "templates", "static", "forms.py", "auth.py", "main.py"):
         assert not (package / name).exists(), name
     for name in ("test_auth.py", "test_main.py"):
         assert not (project / "tests" / name).exists(), name
@@ -82,7 +72,7 @@ def project(template_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
 
 
 @pytest.fixture
-def server(project: Path, tmp_path: Path) -> Iterator[str]:
+def server(project: Path, tmp_path: Path, started: list[Process]) -> str:
     """The project served by ``flask run`` on a free loopback port, with its tables created."""
     env = {
         **project_env(project),
@@ -100,39 +90,12 @@ def server(project: Path, tmp_path: Path) -> Iterator[str]:
         )
         run([sys.executable, "-c", create_all], cwd=project, env=env)
     port = free_port()
-    server_log = tmp_path / "server.log"
-    log = server_log.open("w")
-    proc = subprocess.Popen(
-        [*flask, "run", "--host", "127.0.0.1", "--port", str(port)],
-        cwd=project,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    command = [*flask, "run", "--host", "127.0.0.1", "--port", str(port)]
+    server = Process("flask run", command, project, env, tmp_path / "server.log").start()
+    started.append(server)
     url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"flask run exited {proc.returncode}:\n{server_log.read_text()}")
-            try:
-                with urllib.request.urlopen(f"{url}/healthz", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"flask run did not answer:\n{server_log.read_text()}")
-            time.sleep(0.2)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
+    wait_for_http(f"{url}/healthz", 30, server)
+    return url
 
 
 def import_playwright():

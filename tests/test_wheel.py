@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import zipfile
 from pathlib import Path
 
 import yaml
-from conftest import free_port, run, wait_for_http
+from support.commands import run
+from support.processes import Process, wait_for_http
+from support.services import free_port
 
 
 def test_wheel_carries_the_template(built_wheel: Path):
@@ -25,7 +26,7 @@ def test_wheel_carries_the_template(built_wheel: Path):
 
 
 def test_installed_cli_generates_a_project_that_passes_its_tests_and_serves(
-    built_wheel: Path, tmp_path: Path
+    built_wheel: Path, tmp_path: Path, started: list[Process]
 ):
     venv = tmp_path / "venv"
     run([sys.executable, "-m", "venv", str(venv)], tmp_path)
@@ -49,17 +50,9 @@ def test_installed_cli_generates_a_project_that_passes_its_tests_and_serves(
     run([str(bin_dir / "flask"), "--app", "demo", "db", "upgrade"], project, env)
 
     port = free_port()
-    server = subprocess.Popen(
-        [str(bin_dir / "flask"), "--app", "demo", "run", "--port", str(port)],
-        cwd=project,
-        env={**os.environ, **env},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        body = wait_for_http(f"http://127.0.0.1:{port}/healthz", proc=server)
-        assert json.loads(body) == {"status": "ok"}
-        assert json.loads(wait_for_http(f"http://127.0.0.1:{port}/readyz")) == {"status": "ok"}
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
+    command = [str(bin_dir / "flask"), "--app", "demo", "run", "--port", str(port)]
+    server = Process("flask run", command, project, {**os.environ, **env}, tmp_path / "flask.log")
+    started.append(server.start())
+    body = wait_for_http(f"http://127.0.0.1:{port}/healthz", 30, server)
+    assert json.loads(body) == {"status": "ok"}
+    assert json.loads(wait_for_http(f"http://127.0.0.1:{port}/readyz")) == {"status": "ok"}

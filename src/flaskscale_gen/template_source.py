@@ -36,7 +36,7 @@ BUNDLE = PACKAGE_DIR / "_template.bundle"
 BUILD_INFO = PACKAGE_DIR / "_build.json"
 MIRROR_ENV = "FLASKSCALE_TEMPLATE_MIRROR"
 # What a rendered project depends on: a change elsewhere in a checkout does not matter.
-TEMPLATE_PATHS = ("copier.yml", "template", "migrations")
+TEMPLATE_PATHS = ("copier.yml", "template", "migrations", "extensions")
 
 
 def template_root() -> Path:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from conftest import run
+from support.commands import run
 
 
 def build(source: Path, outdir: Path, *, sdist_first: bool = False) -> Path:

@@ -1,0 +1,47 @@
+"""Running commands, and a generated project's own checks, with their output on failure."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+import pytest
+
+
+def run(cmd: list[str], cwd: Path, env: Mapping[str, str] | None = None, timeout: int = 600):
+    """Run ``cmd``; on failure, fail the test with its output."""
+    full_env = {**os.environ, **(env or {})}
+    proc = subprocess.run(
+        cmd, cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout, check=False
+    )
+    if proc.returncode != 0:
+        pytest.fail(
+            f"{' '.join(cmd)} exited {proc.returncode} in {cwd}\n"
+            f"--- stdout\n{proc.stdout[-6000:]}\n--- stderr\n{proc.stderr[-6000:]}"
+        )
+    return proc
+
+
+def project_env(project: Path) -> dict[str, str]:
+    """Environment for running a generated project's code from its folder without installing it."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FLASK_", "DATABASE_URL"))}
+    env["PYTHONPATH"] = str(project)
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    return env
+
+
+def run_project_tests(project: Path, *args: str, env: Mapping[str, str] | None = None):
+    """The generated project's own test suite, in this interpreter (which holds its deps)."""
+    return run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args],
+        cwd=project,
+        env={**project_env(project), **(env or {})},
+    )
+
+
+def run_lint(project: Path) -> None:
+    run([sys.executable, "-m", "ruff", "check", "--no-cache", "."], cwd=project)
+    run([sys.executable, "-m", "ruff", "format", "--check", "--no-cache", "."], cwd=project)
