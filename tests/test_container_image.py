@@ -20,10 +20,8 @@ removed; the base images stay cached in ``/var/cache/flaskscale-podman``.
 
 from __future__ import annotations
 
-import contextlib
 import re
 import secrets
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +40,7 @@ from support.podman import (
 )
 from support.postgres import throwaway_database
 from support.postgres import url as postgres_url
+from support.processes import answers, wait_for
 from support.processes import http_get as get
 from support.rendering import preset, render
 from support.services import E2E_REQUIRED, free_port, require_command, require_service
@@ -184,15 +183,16 @@ def redis_url() -> Iterator[str]:
 def wait_for_healthz(image: Image, container: str, url: str, timeout: float = 60) -> float:
     """Seconds until ``url`` answers 200; fail with the container's logs if it never does."""
     watch = Stopwatch()
-    while watch.seconds < timeout:
-        with contextlib.suppress(OSError):
-            if get(url, timeout=2)[0] == 200:
-                return watch.seconds
+
+    def healthy() -> bool:
         state = image.podman("inspect", "--format", "{{.State.Status}}", container).stdout
         if state.strip() not in ("running", "created", "configured"):
             pytest.fail(f"{container} is {state.strip()}:\n{image.logs(container)[-4000:]}")
-        time.sleep(0.1)
-    pytest.fail(f"{url} did not answer 200 within {timeout}s:\n{image.logs(container)[-4000:]}")
+        return answers(url) is not None
+
+    wait_for(healthy, timeout, lambda: f"{url} did not answer 200 within {timeout}s:\n"
+             f"{image.logs(container)[-4000:]}")  # fmt: skip
+    return watch.seconds
 
 
 def test_the_default_command_serves_healthz_as_a_non_root_user(image: Image, record_property):
@@ -328,11 +328,14 @@ def test_the_worker_command_completes_an_asynchronous_request(
     response = http.get(base + "/api/v1/items/report", timeout=10, allow_redirects=False)
     assert response.status_code == 202, response.text
     status_url = base + response.headers["Location"].removeprefix(base)
-    while watch.seconds < 90:
-        response = http.get(status_url, timeout=10, allow_redirects=False)
-        if response.status_code != 202:
-            break
-        time.sleep(0.2)
+
+    def finished() -> list | None:  # a list: a requests.Response with an error status is falsy
+        answer = http.get(status_url, timeout=10, allow_redirects=False)
+        return None if answer.status_code == 202 else [answer]
+
+    (response,) = wait_for(
+        finished, 90, lambda: f"no result in 90 s:\n{image.logs(worker)[-3000:]}"
+    )
     done_seconds = watch.seconds
     logs = f"--- worker\n{image.logs(worker)[-3000:]}\n--- web\n{image.logs(web)[-2000:]}"
     assert response.status_code == 200, f"{response.status_code} {response.text}\n{logs}"
