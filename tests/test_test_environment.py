@@ -71,3 +71,14 @@ def test_no_test_makes_a_virtualenv_that_sees_the_base_interpreters_packages():
         if flag in line
     ]
     assert offenders == []
+
+
+@pytest.mark.xdist_group("services")
+def test_tests_of_one_xdist_group_run_on_one_worker(request):
+    """``--dist loadgroup`` keeps a group on one worker by suffixing its node ids (``@name``).
+
+    The tests that drive the machine's Redis, RabbitMQ and podman rely on it: in parallel they
+    would flush each other's Redis databases (and queued tasks). pytest 9.2 broke the suffix.
+    """
+    if getattr(request.config.option, "loadgroup", False):  # set on the workers by xdist
+        assert request.node.nodeid.endswith("@services"), request.node.nodeid
