@@ -6,7 +6,10 @@ see uncommitted template changes and never depend on which git tags exist.
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +25,12 @@ pytest_plugins = ["support.matrix_report", "support.podman"]
 _SETTINGS = Path("/tmp/flaskscale-empty-copier-settings.yml")
 _SETTINGS.write_text("{}\n")
 os.environ["COPIER_SETTINGS_PATH"] = str(_SETTINGS)
+# A Copier mirror cache per test process, set before Copier (and plumbum, which copies the
+# environment once) is imported: Copier's migrations run nested Copiers with that copy, and two
+# xdist workers updating one shared mirror fail with "cannot lock ref".
+_CACHE = tempfile.mkdtemp(prefix="flaskscale-copier-cache-")
+atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
+os.environ["COPIER_CACHE_DIR"] = _CACHE
 
 
 @pytest.fixture(scope="session")
