@@ -35,8 +35,6 @@ CONFLICT_MARKERS = ("<<<<<<< before updating", ">>>>>>> after updating")
 @dataclass
 class Plan:
     project: Path
-    answers_file: Path
-    src_path: str
     from_commit: str
     to_ref: str | None  # a version name; None: Copier's newest tag (a source of the user's own)
     env: dict[str, str]
@@ -142,15 +140,7 @@ def planned_update(path: Path, *, to: str | None, data: Mapping[str, Any]) -> It
     if is_canonical(src_path):
         with template_source() as source:
             target = choose_target(project, from_commit, to, source.versions, source.installed)
-            yield Plan(
-                project,
-                project / ANSWERS_FILE,
-                src_path,
-                from_commit,
-                target,
-                source.env,
-                dict(data),
-            )
+            yield Plan(project, from_commit, target, source.env, dict(data))
         return
     # A template source of the owner's own (a fork): its tags, as Copier reads them.
     local = "://" not in src_path and not src_path.startswith("git@")
@@ -162,7 +152,7 @@ def planned_update(path: Path, *, to: str | None, data: Mapping[str, Any]) -> It
     with translated_history_errors():
         names = tag_names(src_path)
     target = choose_target(project, from_commit, to, names, None)
-    yield Plan(project, project / ANSWERS_FILE, src_path, from_commit, target, {}, dict(data))
+    yield Plan(project, from_commit, target, {}, dict(data))
 
 
 def run_copier_update(plan: Plan, project: Path, *, conflict: str, defaults: bool) -> None:
