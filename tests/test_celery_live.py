@@ -240,7 +240,7 @@ def test_an_asynchronous_request_is_run_by_the_worker(live_project: LiveProject,
 
     # 90 s is generous: CI shares two cores with other tests.
     result = wait_for(answered, 90, lambda: f"no answer in 90 s:\n{worker.output()}")
-    assert result.status_code == 200
+    assert result.status_code == 200, f"{result.get_data(as_text=True)}\n{worker.output()}"
     assert (result.get_json()["items"], result.get_json()["words"]) == (3, 6)
 
 
