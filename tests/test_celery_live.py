@@ -219,9 +219,9 @@ def test_a_worker_runs_the_example_task(live_project: LiveProject, start_worker)
 @RABBITMQ_ONLY
 def test_an_asynchronous_request_is_run_by_the_worker(live_project: LiveProject, start_worker):
     client = live_project.app.test_client()
-    account = {"username": "grace", "email": "grace@example.com", "password": "s3cret-pass"}
+    account = {"username": "grace", "email": "grace@example.com", "password": "s3cret-passphrase"}
     assert client.post("/api/v1/users", json=account).status_code == 201
-    token = client.post("/api/v1/tokens", auth=("grace", "s3cret-pass")).get_json()
+    token = client.post("/api/v1/tokens", auth=("grace", "s3cret-passphrase")).get_json()
     auth = {"Authorization": f"Bearer {token['access_token']}"}
     for name in ("lamp", "desk", "chair"):
         client.post("/api/v1/items", json={"name": name, "description": "a b"}, headers=auth)

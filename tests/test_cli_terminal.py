@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-import shutil
+import sys
 import time
 from pathlib import Path
 
 import pexpect
-import pytest
 import yaml
 
-pytestmark = pytest.mark.skipif(shutil.which("flaskscale") is None, reason="not installed")
+# The console script that `pip install -e .` put beside this interpreter, whatever PATH says.
+FLASKSCALE = Path(sys.executable).parent / "flaskscale"
 
 
 def spawn(dest: Path) -> pexpect.spawn:
     return pexpect.spawn(
-        "flaskscale", ["new", str(dest)], encoding="utf-8", timeout=30, dimensions=(50, 200)
+        str(FLASKSCALE), ["new", str(dest)], encoding="utf-8", timeout=30, dimensions=(50, 200)
     )
 
 

@@ -67,7 +67,6 @@ REDIS_PORT = 6379
 RABBITMQ_PORT = 5672
 # Redis databases of their own (test_celery_live.py uses 13 and 14).
 REDIS_DB = {"redis": 11, "rabbitmq": 12}
-# Redis hands a task whose worker vanished to another worker after this many seconds.
 PASSWORD = "correct horse battery"
 # Client addresses: ip_hash spreads them over the instances by their first three octets.
 SOURCES = [f"127.0.{n}.1" for n in range(1, 25)]
@@ -260,6 +259,8 @@ def stack(request, template_dir, tmp_path_factory) -> Iterator[Stack]:
         "REDIS_URL": redis_url,
         "PROXY_COUNT": "1",
         "API_RATE_LIMIT": "100000 per minute",
+        # The load tests log in from a few addresses; the per-account limit stays as it is.
+        "LOGIN_RATE_LIMIT_PER_ADDRESS": "100000 per minute",
         "LOG_LEVEL": "INFO",
     }
     if broker == "rabbitmq":
@@ -513,3 +514,72 @@ def test_every_get_succeeds_while_an_instance_is_killed(stack: Stack):
     results = [result for result in results if result[0] == 200]
     served = {stack.instance_of(upstream.split(",")[-1].strip()) for _, upstream in results}
     assert served == {"a", "b"}
+
+
+@REDIS
+def test_log_in_attempts_on_one_account_are_counted_once_by_every_instance(stack: Stack):
+    """Guesses spread over both instances, both API versions and many addresses share one
+    count in Redis: the 10th attempt on the account (its registration counts too) is the last."""
+    sign_up(stack, "eve")  # one attempt (the registration) and one log-in: two of ten
+    spread = stack.sources_by_instance()
+    sources = [spread["a"][0], spread["b"][0]] * 4
+    upstreams, statuses = set(), []
+    for n, source in enumerate(sources):
+        version = ("v1", "v2")[n % 2]
+        response = http_from(source).post(
+            f"{stack.url}/api/{version}/tokens", auth=("eve", "a wrong guess"), timeout=10
+        )
+        statuses.append(response.status_code)
+        upstreams.add(stack.instance_of(response.headers["X-Upstream"]))
+    assert statuses == [401] * 8, statuses
+    assert upstreams == {"a", "b"}
+    last = http_from(SOURCES[-1]).post(
+        f"{stack.url}/api/v2/tokens", auth=("eve", PASSWORD), timeout=10
+    )
+    assert last.status_code == 429, last.text
+    assert int(last.headers["Retry-After"]) > 0
+
+
+@REDIS
+def test_failed_log_ins_do_not_stall_the_event_loop(stack: Stack):
+    """Checking a password (scrypt) is slow on purpose; on a gevent worker it runs in the
+    thread pool, so the event loop keeps answering while clients keep failing to log in."""
+    from werkzeug.security import check_password_hash, generate_password_hash
+
+    stored = generate_password_hash("a passphrase")  # scrypt, as the app's passwords
+    one_check = min(timed(lambda: check_password_hash(stored, "a wrong guess")) for _ in range(3))
+    instance = f"http://{HOST}:{stack.ports['a']}"  # one worker process, straight, no nginx
+    stop = threading.Event()
+
+    def fail_to_log_in(n: int) -> None:
+        http = requests.Session()
+        attempt = 0
+        while not stop.is_set():  # bounded by stop, set after a few seconds
+            attempt += 1  # a new name each time, so that no per-account limit cuts in
+            credentials = (f"nobody{n}-{attempt}", "a wrong guess")
+            response = http.post(f"{instance}/api/v1/tokens", auth=credentials, timeout=30)
+            assert response.status_code == 401, response.text
+
+    pauses = []
+    with ThreadPoolExecutor(8) as pool:
+        clients = [pool.submit(fail_to_log_in, n) for n in range(8)]
+        time.sleep(1)  # the failed log-ins are under way
+        probe = requests.Session()
+        for _ in range(20):
+            pauses.append(timed(lambda: probe.get(f"{instance}/healthz", timeout=30)))
+            time.sleep(0.05)
+        stop.set()
+    for client in clients:
+        client.result()  # every attempt was a 401: a real password check, not a refusal
+    pauses.sort()
+    median = pauses[len(pauses) // 2]
+    # On a blocked loop /healthz waits behind whole password checks; here it does not.
+    assert median < one_check / 2, (
+        f"/healthz took {median:.3f} s; one check takes {one_check:.3f} s"
+    )
+
+
+def timed(action: Callable[[], object]) -> float:
+    started = time.perf_counter()
+    action()
+    return time.perf_counter() - started
