@@ -207,8 +207,9 @@ class Stack:
         return spread
 
     @contextlib.contextmanager
-    def socket(self, source: str, transport: str) -> Iterator[Listener]:
-        """A Socket.IO connection through nginx from ``source``, with the API token."""
+    def socket(self, source: str, transport: str, token: str = "") -> Iterator[Listener]:
+        """A Socket.IO connection through nginx from ``source``, with ``token`` (default: the
+        stack's API token)."""
         options: dict = {}
         if transport == "websocket":
             raw = socket.create_connection((HOST, self.nginx_port), source_address=(source, 0))
@@ -223,7 +224,10 @@ class Stack:
 
         try:
             client.connect(
-                self.url, auth={"token": self.token}, transports=[transport], wait_timeout=10
+                self.url,
+                auth={"token": token or self.token},
+                transports=[transport],
+                wait_timeout=10,
             )
         except socketio.exceptions.ConnectionError as exc:
             pytest.fail(f"{transport} connection from {source}: {exc}\n{self.diagnostics()}")
@@ -261,6 +265,7 @@ def stack(request, template_dir, tmp_path_factory) -> Iterator[Stack]:
         "API_RATE_LIMIT": "100000 per minute",
         # The load tests log in from a few addresses; the per-account limit stays as it is.
         "LOGIN_RATE_LIMIT_PER_ADDRESS": "100000 per minute",
+        "SOCKETIO_EVENT_RATE_LIMIT": "100000 per minute",
         "LOG_LEVEL": "INFO",
     }
     if broker == "rabbitmq":
@@ -447,6 +452,36 @@ def test_polling_clients_stay_on_their_instance(stack: Stack):
         assert served_by == [expected[source]], f"{source}'s session {sid} went to {served_by}"
     for name, log in logs.items():
         assert "Invalid session" not in log, f"instance {name} saw an unknown session"
+
+
+@REDIS
+def test_a_refused_socket_is_told_why(stack: Stack):
+    client = socketio.Client(reconnection=False)
+    errors = []
+    client.on("connect_error", errors.append)
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        client.connect(stack.url, auth={"token": "not-a-token"}, wait_timeout=10)
+    # What socket.io-client shows as err.message.
+    assert errors == [{"message": "The access token is invalid or has expired."}]
+
+
+@REDIS
+def test_revoking_a_token_through_one_instance_disconnects_its_socket_on_the_other(stack: Stack):
+    token = sign_up(stack, "revoker")
+    spread = stack.sources_by_instance()
+    with stack.socket(spread["a"][0], "websocket", token=token) as on_a:
+        assert on_a.wait("welcome", bool) == [{"username": "revoker"}]
+        response = http_from(spread["b"][0]).delete(
+            stack.url + "/api/v1/tokens", headers={"Authorization": f"Bearer {token}"}, timeout=10
+        )
+        assert response.status_code == 204, response.text
+        assert stack.instance_of(response.headers["X-Upstream"]) == "b"
+        # The socket sends nothing: only instance b's word, through Redis, can close it.
+        wait_for(
+            lambda: not on_a.client.connected,
+            10,
+            lambda: f"the socket on instance a is still connected:\n{stack.diagnostics()}",
+        )
 
 
 @RABBITMQ
