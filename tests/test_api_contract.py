@@ -41,24 +41,24 @@ FUZZ = textwrap.dedent(
     from schemathesis.checks import not_a_server_error
     from schemathesis.specs.openapi.checks import response_schema_conformance
 
-    from {slug} import create_app
-    from {slug} import models
+    from {slug} import create_app, passwords
     from {slug}.api.models import Token
     from {slug}.extensions import db
     from {slug}.models import User
 
     # Cheap password hashes: the fuzzer registers and logs in a lot.
-    models.generate_password_hash = partial(
-        models.generate_password_hash, method="pbkdf2:sha256:1000"
+    passwords.generate_password_hash = partial(
+        passwords.generate_password_hash, method="pbkdf2:sha256:1000"
     )
-    os.environ["API_RATE_LIMIT"] = "100000 per minute"
+    for limit in ("API_RATE_LIMIT", "LOGIN_RATE_LIMIT_PER_ADDRESS", "LOGIN_RATE_LIMIT_PER_ACCOUNT"):
+        os.environ[limit] = "100000 per minute"
     app = create_app("testing")
     with app.app_context():
         db.create_all()
     client = app.test_client()
-    ACCOUNT = {{"username": "fuzzer", "email": "fuzzer@example.com", "password": "fuzz-pass"}}
+    ACCOUNT = {{"username": "fuzzer", "email": "fuzzer@example.com", "password": "fuzz-passphrase"}}
     assert client.post("/api/v1/users", json=ACCOUNT).status_code == 201
-    assert client.post("/api/v1/tokens", auth=("fuzzer", "fuzz-pass")).status_code == 201
+    assert client.post("/api/v1/tokens", auth=("fuzzer", "fuzz-passphrase")).status_code == 201
 
 
     def bearer():

@@ -507,51 +507,6 @@ def test_a_task_survives_a_worker_killed_in_the_middle(stack: Stack):
 
 
 @REDIS
-def test_every_get_succeeds_while_an_instance_is_killed(stack: Stack):
-    """Last of the redis stack's tests: it leaves one instance dead.
-
-    nginx sends a request the killed instance never answered to the other one, so no GET gets
-    an error status. A response the instance was writing at the instant of SIGKILL is cut off
-    (nginx had passed its headers on already): the client sees a broken read, at most one per
-    client in flight, and its retry of that idempotent GET succeeds.
-    """
-    spread = stack.sources_by_instance()
-    sources = spread["a"][:4] + spread["b"][:4]
-    sessions = {source: http_from(source) for source in sources}
-    headers = {"Authorization": f"Bearer {stack.token}"}
-    path = "/api/v1/items"
-    done = threading.Semaphore(0)
-    CUT = -1
-
-    def get(n: int) -> tuple[int, str]:
-        source = sources[n % len(sources)]
-        try:
-            response = sessions[source].get(stack.url + path, headers=headers, timeout=20)
-            return response.status_code, response.headers.get("X-Upstream", "")
-        except requests.exceptions.ChunkedEncodingError as exc:  # the body was cut off
-            return CUT, repr(exc)
-        except requests.RequestException as exc:
-            return 0, repr(exc)
-        finally:
-            done.release()
-
-    with ThreadPoolExecutor(8) as pool:
-        futures = [pool.submit(get, n) for n in range(200)]
-        for _ in range(50):
-            done.acquire()
-        stack.instances["a"].kill()
-        results = [future.result() for future in futures]
-    failures = [result for result in results if result[0] not in (200, CUT)]
-    assert not failures, f"{len(failures)} GETs failed: {failures[:5]}"
-    cut = [n for n, result in enumerate(results) if result[0] == CUT]
-    assert len(cut) <= len(sources), f"{len(cut)} responses cut off: {results[cut[0]]}"
-    assert [get(n)[0] for n in cut] == [200] * len(cut)  # each retry, on the live instance
-    results = [result for result in results if result[0] == 200]
-    served = {stack.instance_of(upstream.split(",")[-1].strip()) for _, upstream in results}
-    assert served == {"a", "b"}
-
-
-@REDIS
 def test_log_in_attempts_on_one_account_are_counted_once_by_every_instance(stack: Stack):
     """Guesses spread over both instances, both API versions and many addresses share one
     count in Redis: the 10th attempt on the account (its registration counts too) is the last."""
@@ -612,6 +567,51 @@ def test_failed_log_ins_do_not_stall_the_event_loop(stack: Stack):
     assert median < one_check / 2, (
         f"/healthz took {median:.3f} s; one check takes {one_check:.3f} s"
     )
+
+
+@REDIS
+def test_every_get_succeeds_while_an_instance_is_killed(stack: Stack):
+    """Last of the redis stack's tests: it leaves one instance dead.
+
+    nginx sends a request the killed instance never answered to the other one, so no GET gets
+    an error status. A response the instance was writing at the instant of SIGKILL is cut off
+    (nginx had passed its headers on already): the client sees a broken read, at most one per
+    client in flight, and its retry of that idempotent GET succeeds.
+    """
+    spread = stack.sources_by_instance()
+    sources = spread["a"][:4] + spread["b"][:4]
+    sessions = {source: http_from(source) for source in sources}
+    headers = {"Authorization": f"Bearer {stack.token}"}
+    path = "/api/v1/items"
+    done = threading.Semaphore(0)
+    CUT = -1
+
+    def get(n: int) -> tuple[int, str]:
+        source = sources[n % len(sources)]
+        try:
+            response = sessions[source].get(stack.url + path, headers=headers, timeout=20)
+            return response.status_code, response.headers.get("X-Upstream", "")
+        except requests.exceptions.ChunkedEncodingError as exc:  # the body was cut off
+            return CUT, repr(exc)
+        except requests.RequestException as exc:
+            return 0, repr(exc)
+        finally:
+            done.release()
+
+    with ThreadPoolExecutor(8) as pool:
+        futures = [pool.submit(get, n) for n in range(200)]
+        for _ in range(50):
+            done.acquire()
+        stack.instances["a"].kill()
+        results = [future.result() for future in futures]
+    failures = [result for result in results if result[0] not in (200, CUT)]
+    assert not failures, f"{len(failures)} GETs failed: {failures[:5]}"
+    cut = [n for n, result in enumerate(results) if result[0] == CUT]
+    assert len(cut) <= len(sources), f"{len(cut)} responses cut off: {results[cut[0]]}"
+    assert [get(n)[0] for n in cut] == [200] * len(cut)  # each retry, on the live instance
+    results = [result for result in results if result[0] == 200]
+    served = {stack.instance_of(upstream.split(",")[-1].strip()) for _, upstream in results}
+    assert served == {"a", "b"}
 
 
 def timed(action: Callable[[], object]) -> float:
