@@ -55,6 +55,8 @@ REDIS_DB = 10  # this module's own: flushed at the end (other tests use 11 to 14
 SLIRP_HOST = "10.0.2.2"
 SLIRP_NETWORK = "slirp4netns:allow_host_loopback=true"
 PASSWORD = "correct horse battery staple"
+# TRUSTED_HOSTS of the containers; the tests reach them as 127.0.0.1, which is always trusted.
+PUBLIC_HOST = "shop.example.com"
 
 # The tests share one image: with pytest-xdist, `--dist loadgroup` keeps them on one worker.
 pytestmark = pytest.mark.xdist_group("services")  # see test_celery_live.py
@@ -81,7 +83,7 @@ class Image:
         self.containers.append(name)
         self.podman(
             "run", "--detach", "--name", name, "--label", LABEL,
-            "--env", f"SECRET_KEY={self.secret_key}",
+            "--env", f"SECRET_KEY={self.secret_key}", "--env", f"TRUSTED_HOSTS={PUBLIC_HOST}",
             *options, self.ref, *(command or []),
         )  # fmt: skip
         return name
@@ -92,7 +94,7 @@ class Image:
         self.containers.append(name)
         proc = self.podman(
             "run", "--name", name, "--label", LABEL, "--env", f"SECRET_KEY={self.secret_key}",
-            *options, self.ref, *command, timeout=300,
+            "--env", f"TRUSTED_HOSTS={PUBLIC_HOST}", *options, self.ref, *command, timeout=300,
         )  # fmt: skip
         return proc.stdout + proc.stderr
 

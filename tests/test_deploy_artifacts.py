@@ -17,8 +17,11 @@ import json
 import os
 import re
 import runpy
+import secrets
 import shlex
+import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -29,7 +32,7 @@ from support.processes import Process, wait_for_http
 from support.processes import http_get as get
 from support.rendering import preset, render
 from support.services import free_port, require_command
-from support.validators import compose_config, kustomize, nginx_test, tool
+from support.validators import COMPOSE_SECRETS, compose_config, kustomize, nginx_test, tool
 
 COMBOS: dict[str, dict] = {
     "all-on": preset("full", project_name="Shop Floor"),
@@ -182,8 +185,27 @@ def test_compose_config(projects: dict[str, Path], combo: str) -> None:
     environment = services["web"]["environment"]
     assert environment["FLASK_CONFIG"] == "production"
     assert environment["PROXY_COUNT"] == "1"
+    assert environment["TRUSTED_HOSTS"] == "localhost"  # until .env names the public hosts
     if answers.get("celery_broker") == "rabbitmq":
         assert environment["CELERY_BROKER_URL"].startswith("amqp://")
+
+
+@pytest.mark.parametrize("combo", ["all-on", "rabbitmq"])
+def test_compose_needs_every_secret_set(projects: dict[str, Path], combo: str) -> None:
+    """No default password: every secret compose passes on must be set (in .env)."""
+    project, answers = projects[combo], COMBOS[combo]
+    required = ["SECRET_KEY", "POSTGRES_PASSWORD"]
+    if answers.get("celery_broker") == "rabbitmq":
+        required.append("RABBITMQ_PASSWORD")
+    env = {k: v for k, v in os.environ.items() if k not in COMPOSE_SECRETS}
+    for missing in required:
+        given = {name: secrets.token_urlsafe(24) for name in required if name != missing}
+        proc = subprocess.run(
+            [tool("docker-compose"), "-f", "compose.yaml", "config", "-q"],
+            cwd=project, env={**env, **given}, capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        assert proc.returncode != 0, f"compose.yaml starts without {missing}"
+        assert missing in proc.stderr, proc.stderr
 
 
 @pytest.mark.parametrize("combo", with_file("deploy/k8s"))
@@ -234,7 +256,13 @@ def test_kustomize_overlays_validate(projects: dict[str, Path], combo: str) -> N
             config["GUNICORN_GRACEFUL_TIMEOUT"]
         )
 
+        # The probes reach the pod's address: they name a host the app always trusts.
+        for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+            headers = container[probe]["httpGet"]["httpHeaders"]
+            assert {"name": "Host", "value": "localhost"} in headers, probe
+
         ingress = next(d for d in docs if d["kind"] == "Ingress")
+        assert config["TRUSTED_HOSTS"] == ingress["spec"]["rules"][0]["host"]
         annotations = ingress["metadata"].get("annotations", {})
         sticky = annotations.get("nginx.ingress.kubernetes.io/affinity") == "cookie"
         assert sticky == bool(answers.get("socketio"))
@@ -254,7 +282,9 @@ def test_kustomize_overlays_validate(projects: dict[str, Path], combo: str) -> N
 def test_actionlint(projects: dict[str, Path], combo: str) -> None:
     project = projects[combo]
     run([tool("actionlint"), ".github/workflows/ci.yml"], cwd=project)
-    workflow = yaml.safe_load((project / ".github/workflows/ci.yml").read_text())
+    text = (project / ".github/workflows/ci.yml").read_text()
+    assert "cp .env.example" not in text, "CI must not take its secrets from the example file"
+    workflow = yaml.safe_load(text)
     assert ("image" in workflow["jobs"]) == COMBOS[combo].get("docker", True)
 
 
@@ -326,8 +356,8 @@ def test_nginx_balances_and_survives_a_killed_instance(
     project = projects[combo]
     env = {
         **project_env(project),
-        "FLASK_CONFIG": "production",
-        "SECRET_KEY": "test-secret",
+        "SECRET_KEY": secrets.token_urlsafe(48),
+        "TRUSTED_HOSTS": "shop.example.com",
         "DATABASE_URL": f"sqlite:///{tmp_path}/app.db",
         "PROXY_COUNT": "1",
     }
@@ -353,6 +383,9 @@ def test_nginx_balances_and_survives_a_killed_instance(
 
     status, body = get(f"{base}/healthz")
     assert (status, json.loads(body)) == (200, {"status": "ok"})
+    # No FLASK_CONFIG in the environment: gunicorn.conf.py makes it production (HSTS).
+    with urllib.request.urlopen(f"{base}/healthz", timeout=5) as response:
+        assert response.headers["Strict-Transport-Security"].startswith("max-age=")
     assert get(f"{base}/readyz")[0] in (200, 503)
 
     # Requests through nginx carry X-Forwarded-For, which the access log shows.

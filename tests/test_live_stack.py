@@ -68,6 +68,8 @@ RABBITMQ_PORT = 5672
 # Redis databases of their own (test_celery_live.py uses 13 and 14).
 REDIS_DB = {"redis": 11, "rabbitmq": 12}
 PASSWORD = "correct horse battery"
+# The host name the stack is configured for (TRUSTED_HOSTS).
+PUBLIC_HOST = "shop.example.com"
 # Client addresses: ip_hash spreads them over the instances by their first three octets.
 SOURCES = [f"127.0.{n}.1" for n in range(1, 25)]
 
@@ -258,7 +260,9 @@ def stack(request, template_dir, tmp_path_factory) -> Iterator[Stack]:
     env = {
         **project_env(project),
         "FLASK_CONFIG": "production",
-        "SECRET_KEY": secrets.token_hex(16),
+        "SECRET_KEY": secrets.token_urlsafe(48),
+        # The public name; the tests' clients use 127.0.0.1, which the app always trusts.
+        "TRUSTED_HOSTS": PUBLIC_HOST,
         "DATABASE_URL": postgres_url(database_name),
         "REDIS_URL": redis_url,
         "PROXY_COUNT": "1",
@@ -350,6 +354,17 @@ def test_register_log_in_and_call_the_api_through_nginx(stack: Stack):
     assert stack.instance_of(response.headers["X-Upstream"]) == "b"
     assert response.json()["name"] == "telescope"
     assert stack.get("/api/v1/items", headers={"Authorization": "Bearer nope"}).status_code == 401
+
+
+@REDIS
+def test_nginx_passes_the_host_on_and_the_app_refuses_an_untrusted_one(stack: Stack):
+    http = http_from(HOST)
+    response = http.get(stack.url + "/api", headers={"Host": PUBLIC_HOST}, timeout=10)
+    assert response.status_code == 200, response.text
+    assert response.json()["health"] == f"http://{PUBLIC_HOST}/healthz"
+    response = http.get(stack.url + "/api", headers={"Host": "evil.example"}, timeout=10)
+    assert response.status_code == 400, response.text
+    assert "evil.example/" not in response.text
 
 
 @BOTH

@@ -17,7 +17,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from support.checks import CheckFailed, check_jinja, check_leftovers, check_reproducible
+from support.checks import (
+    CheckFailed,
+    check_jinja,
+    check_leftovers,
+    check_reproducible,
+    check_secrets,
+)
 from support.commands import run, run_lint, run_project_tests
 from support.matrix_report import record
 from support.options import CHECKS, SLUG, Combination, Rejected, build_matrix, option_space
@@ -63,6 +69,7 @@ def run_checks(combination: Combination, template_dir: Path, tmp_path: Path) -> 
         package = project / SLUG
         attempt("jinja", lambda: check_jinja(project, template_dir / "template"))
         attempt("leftovers", lambda: check_leftovers(project, combination.context()))
+        attempt("secrets", lambda: check_secrets(project))
         attempt("ruff", lambda: run_lint(project))
         attempt(
             "bandit",
@@ -178,3 +185,42 @@ def test_the_gates_catch_what_they_are_for(tmp_path: Path) -> None:
     (project / "Makefile").write_text("run:\n\tflask --app {{ project_slug }} run\n")
     with pytest.raises(CheckFailed, match=r"Makefile:2"):
         check_jinja(project, template_root)
+
+
+def test_the_secrets_gate_catches_placeholders_and_lets_required_values_pass(tmp_path: Path):
+    project = tmp_path / "project"
+    (project / SLUG).mkdir(parents=True)
+    (project / "tests").mkdir()
+    planted = {
+        ".env.example": "SECRET_KEY=change-me\n# RABBITMQ_PASSWORD=changeme\n",
+        "compose.yaml": (
+            "    DATABASE_URL: postgresql://postgres:${POSTGRES_PASSWORD:-postgres}@db/app\n"
+            "    RABBITMQ_DEFAULT_PASS: ${RABBITMQ_PASSWORD-s3cret}\n"
+        ),
+        "ci.yml": "POSTGRES_PASSWORD: postgres\nURL: amqp://guest:guest@localhost:5672//\n",
+        f"{SLUG}/settings.py": 'API_TOKEN = "secret"\n',
+    }
+    for rel, text in planted.items():
+        (project / rel).write_text(text)
+    with pytest.raises(CheckFailed) as caught:
+        check_secrets(project)
+    message = str(caught.value)
+    assert message.startswith("7 placeholder secret(s)"), message
+    for rel in planted:
+        assert f"{rel}:" in message
+
+    legitimate = {
+        ".env.example": "SECRET_KEY=\n# POSTGRES_PASSWORD=\n",
+        "compose.yaml": (
+            "    SECRET_KEY: ${SECRET_KEY:?set SECRET_KEY in .env}\n"
+            "    DATABASE_URL: postgresql://postgres:${POSTGRES_PASSWORD:?set it}@db/app\n"
+        ),
+        "ci.yml": "TEST_DATABASE_URL: postgresql://postgres@localhost/test\nsecretName: app-tls\n",
+        "deploy.md": 'export SECRET_KEY="$(openssl rand -hex 32)"\n# amqp://<user>:<password>@<host>//\n',
+        f"{SLUG}/config.py": 'DEVELOPMENT_SECRET_KEY = "dev-only-not-secret"\n',
+        "tests/test_tasks.py": 'BROKER = "amqp://guest:guest@rabbit.example//"\n',
+    }
+    for rel, text in legitimate.items():
+        (project / rel).write_text(text)
+    (project / SLUG / "settings.py").unlink()
+    check_secrets(project)

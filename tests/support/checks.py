@@ -43,9 +43,9 @@ FEATURE_MARKERS = (
     ),
     Markers(
         "api",
-        imports=("flask_smorest", "marshmallow", "apispec"),
-        deps=("flask-smorest", "marshmallow", "apispec"),
-        words=(r"smorest", r"marshmallow", r"openapi", r"/api\b"),
+        imports=("flask_smorest", "marshmallow", "apispec", "webargs", "flask_swagger_ui"),
+        deps=("flask-smorest", "marshmallow", "apispec", "webargs", "flask-swagger-ui"),
+        words=(r"smorest", r"marshmallow", r"openapi", r"/api\b", r"swagger"),
     ),
     Markers("api and api_versions == 'v1+v2'", words=(r"/api/v2\b", r"\bapi[._]v2\b")),
     Markers(
@@ -120,7 +120,7 @@ def _reference_patterns(rel: str, is_dir: bool) -> list[str]:
 # --------------------------------------------------------------------------- reading a project
 
 # Flask's own templates are copied verbatim and are Jinja by design.
-FLASK_TEMPLATES = re.compile(rf"^{SLUG}/web/templates/.+\.html$")
+FLASK_TEMPLATES = re.compile(rf"^{SLUG}/(?:web|api)/templates/.+\.html$")
 _JINJA = re.compile(r"\{\{|\{%|\{#")
 # Not Jinja: GitHub Actions expressions, Go templates (docker inspect, helm).
 _LEGIT_JINJA_LIKE = {
@@ -287,6 +287,62 @@ def check_leftovers(project: Path, context: Mapping[str, Any]) -> None:
         raise CheckFailed(
             f"{len(unique)} leftover(s) of disabled options:\n  " + "\n  ".join(unique[:25])
         )
+
+
+# --------------------------------------------------------------------------- placeholder secrets
+
+# What examples, tutorials and images' defaults put where a secret belongs: a deployment that
+# keeps one is open to anyone who read the same example.
+PLACEHOLDER_SECRETS = frozenset(
+    {"change-me", "changeme", "change_me", "dev-only-not-secret", "secret", "password",
+     "postgres", "guest", "admin", "root"}
+)  # fmt: skip
+# The one placeholder a project may hold: the development key, which production refuses (the
+# generated tests/test_config.py proves it).
+ALLOWED_PLACEHOLDERS = {(f"{SLUG}/config.py", "dev-only-not-secret")}
+# NAME=value, NAME: value, "name": "value", where the name says it holds a secret.
+_SECRET_SETTING = re.compile(
+    r"(?i)\b(\w*(?:secret|passw(?:or)?d|_pass|token)\w*)[\"']?\s*[:=]\s*[\"']?([^\s\"'#,)}\]]*)"
+)
+# ${NAME:-default} or ${NAME-default}: compose or a shell fills in the default when unset.
+_SECRET_DEFAULT = re.compile(r"(?i)\$\{(\w*(?:secret|passw(?:or)?d|_pass|token)\w*):?-([^}]*)\}")
+_VARIABLE = re.compile(r"\$\{[^}]*\}")
+_URL_CREDENTIALS = re.compile(r"(?i)\b[a-z][a-z0-9+.-]*://([^:/@\s]+):([^@/\s]+)@")
+
+
+def placeholder_secrets(rel: str, text: str) -> list[str]:
+    """The lines of ``rel`` that give a secret a well-known value, or a default at all."""
+    found = []
+    for number, line in enumerate(text.splitlines(), 1):
+        where = f"{rel}:{number}: {line.strip()[:90]!r}"
+        for name, default in _SECRET_DEFAULT.findall(line):
+            found.append(f"{where}: {name} defaults to {default!r}")
+        for name, value in _SECRET_SETTING.findall(line):
+            placeholder = value.lower() in PLACEHOLDER_SECRETS
+            if placeholder and (rel, value.lower()) not in ALLOWED_PLACEHOLDERS:
+                found.append(f"{where}: {name} is the placeholder {value!r}")
+        for user, password in _URL_CREDENTIALS.findall(_VARIABLE.sub("$VAR", line)):
+            if password.startswith(("$", "<")):  # a variable, or <password> in an example
+                continue
+            if password.lower() in PLACEHOLDER_SECRETS or password == user:
+                found.append(f"{where}: the URL's password is {password!r}")
+    return found
+
+
+def check_secrets(project: Path) -> None:
+    """No file gives a secret a placeholder value or a default: empty, required, or random.
+
+    The generated tests are not checked: their credentials are made up for them.
+    """
+    problems = [
+        problem
+        for rel, text in text_files(project).items()
+        if not rel.startswith("tests/")
+        for problem in placeholder_secrets(rel, text)
+    ]
+    if problems:
+        listed = "\n  ".join(problems[:25])
+        raise CheckFailed(f"{len(problems)} placeholder secret(s):\n  {listed}")
 
 
 _SECRET_LINE = re.compile(r"(?i)((?:secret|token|password|passwd|key)\w*\s*[:=]\s*)\S+")

@@ -23,7 +23,10 @@ from support.rendering import REPO
 FIXED_ANSWERS = {"project_name": "Matrix Demo", "project_slug": "matrix_demo"}
 SLUG = FIXED_ANSWERS["project_slug"]
 
-CHECKS = ("render", "jinja", "leftovers", "ruff", "bandit", "deptry", "tests", "deploy", "repro")
+CHECKS = (
+    "render", "jinja", "leftovers", "secrets", "ruff", "bandit", "deptry", "tests", "deploy",
+    "repro",
+)  # fmt: skip
 
 _jinja = SandboxedEnvironment()
 
