@@ -9,9 +9,11 @@ screenshot of the signed-in home page is left in the test's tmp folder (``items.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import secrets
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -110,11 +112,12 @@ def import_playwright():
     return sync_api
 
 
-def test_register_log_in_add_an_item_and_log_out_in_a_browser(server: str, tmp_path: Path) -> None:
+@contextlib.contextmanager
+def chromium_page() -> Iterator[tuple]:
+    """A page of headless Chromium, Playwright's ``expect``, every URL the page requests and
+    every part of it the Content-Security-Policy blocked."""
     chromium = require_command("chromium")
     sync_api = import_playwright()
-    expect = sync_api.expect
-
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(
             executable_path=chromium, headless=True, args=CHROMIUM_ARGS
@@ -123,91 +126,80 @@ def test_register_log_in_add_an_item_and_log_out_in_a_browser(server: str, tmp_p
             page = browser.new_page(viewport={"width": 1200, "height": 800})
             requested: list[str] = []
             page.on("request", lambda request: requested.append(request.url))
-            blocked = record_blocked_content(page)
-            nav = page.get_by_role("navigation")
-            alert = page.get_by_role("alert")
-
-            page.goto(server)
-            expect(page).to_have_title("Web Shop")
-            page.get_by_role("link", name="Create an account").click()
-            page.get_by_label("Username").fill("ada")
-            page.get_by_label("Email").fill("ada@example.com")
-            page.get_by_label("Password", exact=True).fill("correct horse battery")
-            page.get_by_label("Repeat password").fill("correct horse battery")
-            page.get_by_role("button", name="Register").click()
-            expect(alert).to_have_text("Your account is ready: you can log in now.")
-
-            page.get_by_label("Username").fill("ada")
-            page.get_by_label("Password").fill("correct horse battery")
-            page.get_by_role("button", name="Log in").click()
-            expect(alert).to_have_text("Welcome back, ada!")
-            expect(nav.get_by_role("link", name="ada")).to_be_visible()
-            expect(page.get_by_role("heading", name="Your items")).to_be_visible()
-
-            for name in ("telescope", "notebook"):
-                page.get_by_label("Name").fill(name)
-                page.get_by_label("Description").fill(f"a {name} for the screenshot")
-                page.get_by_role("button", name="Add").click()
-                expect(alert).to_have_text(f'"{name}" added.')
-            items = page.locator(".list-group-item .fw-semibold")
-            expect(items).to_have_text(["notebook", "telescope"])
-
-            # Bootstrap's CSS and JS come from the app and are applied.
-            navbar_color = page.evaluate(
-                "getComputedStyle(document.querySelector('nav.navbar')).backgroundColor"
-            )
-            assert navbar_color == "rgb(33, 37, 41)"  # .bg-dark
-            assert page.evaluate("typeof bootstrap.Alert") == "function"
-            page.screenshot(path=tmp_path / "items.png", full_page=True)
-
-            page.get_by_role("button", name="Delete telescope").click()
-            expect(alert).to_have_text('"telescope" deleted.')
-            expect(items).to_have_text(["notebook"])
-
-            nav.get_by_role("button", name="Log out").click()
-            expect(alert).to_have_text("You are logged out.")
-            expect(nav.get_by_role("link", name="Log in")).to_be_visible()
-            page.goto(f"{server}/profile")
-            expect(page).to_have_url(re.compile(r"/login\?next=%2Fprofile$"))
-
-            assert requested
-            assert all(url.startswith(server) for url in requested), requested
-            assert blocked == [], "the Content-Security-Policy blocked parts of the pages"
+            yield page, sync_api.expect, requested, record_blocked_content(page)
         finally:
             browser.close()
+
+
+def test_register_log_in_add_an_item_and_log_out_in_a_browser(server: str, tmp_path: Path) -> None:
+    with chromium_page() as (page, expect, requested, blocked):
+        nav = page.get_by_role("navigation")
+        alert = page.get_by_role("alert")
+
+        page.goto(server)
+        expect(page).to_have_title("Web Shop")
+        page.get_by_role("link", name="Create an account").click()
+        page.get_by_label("Username").fill("ada")
+        page.get_by_label("Email").fill("ada@example.com")
+        page.get_by_label("Password", exact=True).fill("correct horse battery")
+        page.get_by_label("Repeat password").fill("correct horse battery")
+        page.get_by_role("button", name="Register").click()
+        expect(alert).to_have_text("Your account is ready: you can log in now.")
+
+        page.get_by_label("Username").fill("ada")
+        page.get_by_label("Password").fill("correct horse battery")
+        page.get_by_role("button", name="Log in").click()
+        expect(alert).to_have_text("Welcome back, ada!")
+        expect(nav.get_by_role("link", name="ada")).to_be_visible()
+        expect(page.get_by_role("heading", name="Your items")).to_be_visible()
+
+        for name in ("telescope", "notebook"):
+            page.get_by_label("Name").fill(name)
+            page.get_by_label("Description").fill(f"a {name} for the screenshot")
+            page.get_by_role("button", name="Add").click()
+            expect(alert).to_have_text(f'"{name}" added.')
+        items = page.locator(".list-group-item .fw-semibold")
+        expect(items).to_have_text(["notebook", "telescope"])
+
+        # Bootstrap's CSS and JS come from the app and are applied.
+        navbar_color = page.evaluate(
+            "getComputedStyle(document.querySelector('nav.navbar')).backgroundColor"
+        )
+        assert navbar_color == "rgb(33, 37, 41)"  # .bg-dark
+        assert page.evaluate("typeof bootstrap.Alert") == "function"
+        page.screenshot(path=tmp_path / "items.png", full_page=True)
+
+        page.get_by_role("button", name="Delete telescope").click()
+        expect(alert).to_have_text('"telescope" deleted.')
+        expect(items).to_have_text(["notebook"])
+
+        nav.get_by_role("button", name="Log out").click()
+        expect(alert).to_have_text("You are logged out.")
+        expect(nav.get_by_role("link", name="Log in")).to_be_visible()
+        page.goto(f"{server}/profile")
+        expect(page).to_have_url(re.compile(r"/login\?next=%2Fprofile$"))
+
+        assert requested
+        assert all(url.startswith(server) for url in requested), requested
+        assert blocked == [], "the Content-Security-Policy blocked parts of the pages"
 
 
 def test_the_api_docs_work_in_a_browser_from_the_app_alone(server: str, tmp_path: Path) -> None:
     """Swagger UI loads from the app under its strict policy, and its "Try it out" works."""
-    chromium = require_command("chromium")
-    sync_api = import_playwright()
-    expect = sync_api.expect
+    with chromium_page() as (page, expect, requested, blocked):
+        page.goto(f"{server}/api/v1/docs")
+        expect(page.get_by_role("heading", name="Web Shop API")).to_be_visible()
+        users = page.locator(".opblock-get", has_text="/api/v1/users").first
+        users.locator(".opblock-summary").click()
+        page.get_by_role("button", name="Try it out").click()
+        page.get_by_role("button", name="Execute").click()
+        expect(
+            users.locator(".live-responses-table .response .response-col_status").first
+        ).to_have_text("200")
+        page.screenshot(path=tmp_path / "docs.png", full_page=False)
 
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=chromium, headless=True, args=CHROMIUM_ARGS
-        )
-        try:
-            page = browser.new_page(viewport={"width": 1200, "height": 800})
-            requested: list[str] = []
-            page.on("request", lambda request: requested.append(request.url))
-            blocked = record_blocked_content(page)
-
-            page.goto(f"{server}/api/v1/docs")
-            expect(page.get_by_role("heading", name="Web Shop API")).to_be_visible()
-            users = page.locator(".opblock-get", has_text="/api/v1/users").first
-            users.locator(".opblock-summary").click()
-            page.get_by_role("button", name="Try it out").click()
-            page.get_by_role("button", name="Execute").click()
-            expect(
-                users.locator(".live-responses-table .response .response-col_status").first
-            ).to_have_text("200")
-            page.screenshot(path=tmp_path / "docs.png", full_page=False)
-
-            assert all(url.startswith(server) for url in requested), requested
-            assert blocked == [], "the Content-Security-Policy blocked parts of the docs"
-        finally:
-            browser.close()
+        assert all(url.startswith(server) for url in requested), requested
+        assert blocked == [], "the Content-Security-Policy blocked parts of the docs"
 
 
 def record_blocked_content(page) -> list[str]:
