@@ -101,6 +101,9 @@ def test_files_follow_the_options(projects: dict[str, Path], combo: str) -> None
     celery = answers.get("celery", False)
     assert ("celery" in (project / "Procfile").read_text()) == celery
     assert ("celery" in docs.lower()) == celery
+    assert ("CELERY_CONCURRENCY" in docs) == celery
+    assert ("NetworkPolicy" in docs) == kubernetes
+    assert ("NetworkPolicy" in (project / "README.md").read_text()) == kubernetes
 
 
 # --- gunicorn.conf.py ------------------------------------------------------------------
@@ -189,6 +192,16 @@ def test_compose_config(projects: dict[str, Path], combo: str) -> None:
     if answers.get("celery_broker") == "rabbitmq":
         assert environment["CELERY_BROKER_URL"].startswith("amqp://")
 
+    # Hardening: the app's containers as the Kubernetes pods, nginx too; everything is limited.
+    for name, service in services.items():
+        limits = service["deploy"]["resources"]["limits"]
+        assert limits["memory"] and limits["cpus"], name
+        assert "no-new-privileges:true" in service["security_opt"], name
+        if name in ("migrate", "web", "worker", "beat", "nginx"):
+            assert service["read_only"] is True, name
+            assert service["cap_drop"] == ["ALL"], name
+            assert [t.split(":")[0] for t in service["tmpfs"]] == ["/tmp"], name
+
 
 @pytest.mark.parametrize("combo", ["all-on", "rabbitmq"])
 def test_compose_needs_every_secret_set(projects: dict[str, Path], combo: str) -> None:
@@ -220,6 +233,7 @@ def test_kustomize_overlays_validate(projects: dict[str, Path], combo: str) -> N
         kinds = {(d["kind"], d["metadata"]["name"].rsplit("-", 1)[-1]) for d in docs}
         expected = {("Deployment", "web"), ("HorizontalPodAutoscaler", "web"), ("Job", "migrate")}
         expected |= {("PodDisruptionBudget", "web"), ("Service", "web"), ("Ingress", "web")}
+        expected.add(("NetworkPolicy", "ingress"))  # default-deny-ingress, web-from-ingress
         if answers.get("celery"):
             expected |= {("Deployment", "worker"), ("Deployment", "beat")}
             expected |= {("HorizontalPodAutoscaler", "worker"), ("PodDisruptionBudget", "worker")}
@@ -315,20 +329,28 @@ def procfile(project: Path) -> dict[str, list[str]]:
 def test_the_same_commands_run_everywhere(projects: dict[str, Path], combo: str) -> None:
     project = projects[combo]
     web = ["gunicorn", "--config", "gunicorn.conf.py"]
-    worker = ["celery", "-A", "make_celery", "worker", "--loglevel", "INFO"]
+    worker = ["celery", "-A", "make_celery", "worker", "--loglevel", "INFO", "--concurrency"]
     beat = ["celery", "-A", "make_celery", "beat", "--loglevel", "INFO"]
     migrate = ["flask", "--app", slug(project), "db", "upgrade"]
     # Containers keep beat's schedule file on the writable /tmp.
     beat_in_container = [*beat, "--schedule", "/tmp/celerybeat-schedule"]
 
     local = procfile(project)
-    assert local == {"web1": web, "web2": web, "worker": worker, "beat": beat}
+    # The worker's pool size comes from CELERY_CONCURRENCY (default 2), not the CPU count.
+    assert local == {
+        "web1": web,
+        "web2": web,
+        "worker": [*worker, "${CELERY_CONCURRENCY:-2}"],
+        "beat": beat,
+    }
 
     cmd = re.search(r"^CMD (.+)$", (project / "Dockerfile").read_text(), re.M)
     assert json.loads(cmd.group(1)) == web
 
     services = compose_config(project)["services"]
-    assert services["worker"]["command"] == worker
+    assert services["worker"]["command"] == [*worker, "2"]
+    raw = yaml.safe_load((project / "compose.yaml").read_text())
+    assert raw["services"]["worker"]["command"][-1] == "${CELERY_CONCURRENCY:-2}"
     assert services["beat"]["command"] == beat_in_container
     assert services["migrate"]["command"] == migrate
     assert services["web"].get("command") is None  # the image's CMD
@@ -340,7 +362,12 @@ def test_the_same_commands_run_everywhere(projects: dict[str, Path], combo: str)
         if d["kind"] in ("Deployment", "Job")
     }
     assert pods["web"]["command"] == web
-    assert pods["worker"]["command"] == worker
+    # The kubelet expands $(CELERY_CONCURRENCY) from the container's environment, set to what
+    # fits the pod's memory limit.
+    assert pods["worker"]["command"] == [*worker, "$(CELERY_CONCURRENCY)"]
+    concurrency = {e["name"]: e["value"] for e in pods["worker"]["env"]}["CELERY_CONCURRENCY"]
+    memory = pods["worker"]["resources"]["limits"]["memory"]
+    assert memory.endswith("Mi") and (int(concurrency) + 1) * 128 <= int(memory[:-2])
     assert pods["beat"]["command"] == beat_in_container
     assert pods["migrate"]["command"] == migrate
 
@@ -410,3 +437,52 @@ def test_nginx_balances_and_survives_a_killed_instance(
         if status != 200:
             failures.append((i, status))
     assert not failures, f"GETs failed after an instance was killed: {failures}"
+
+
+# --- NetworkPolicy ---------------------------------------------------------------------
+
+
+def selects(selector: dict, labels: dict) -> bool:
+    return selector.keys() == {"matchLabels"} and selector["matchLabels"].items() <= labels.items()
+
+
+@pytest.mark.parametrize("combo", with_file("deploy/k8s"))
+def test_network_policy_admits_only_the_ingress_controller(
+    projects: dict[str, Path], combo: str
+) -> None:
+    project = projects[combo]
+    for overlay in ("dev", "prod"):
+        docs = kustomize(project, project / "deploy/k8s/overlays" / overlay)
+        prefix = slug(project).replace("_", "-") + "-"
+        policies = {
+            d["metadata"]["name"].removeprefix(prefix): d["spec"]
+            for d in docs
+            if d["kind"] == "NetworkPolicy"
+        }
+        assert set(policies) == {"default-deny-ingress", "web-from-ingress"}
+        deny, allow = policies["default-deny-ingress"], policies["web-from-ingress"]
+        pods = {
+            d["metadata"]["name"].rsplit("-", 1)[-1]: d["spec"]["template"]
+            for d in docs
+            if d["kind"] in ("Deployment", "Job")
+        }
+
+        # Default deny: every pod of the app, no rule, ingress only (egress, DNS included, open).
+        assert deny["policyTypes"] == ["Ingress"] and "ingress" not in deny
+        for name, pod in pods.items():
+            assert selects(deny["podSelector"], pod["metadata"]["labels"]), name
+
+        # The web pods, and only them, on their http port, from the ingress namespace only.
+        assert allow["policyTypes"] == ["Ingress"]
+        admitted = {
+            name
+            for name, pod in pods.items()
+            if selects(allow["podSelector"], pod["metadata"]["labels"])
+        }
+        assert admitted == {"web"}
+        [rule] = allow["ingress"]
+        assert rule["from"] == [
+            {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}}
+        ]
+        ports = {p["name"] for p in pods["web"]["spec"]["containers"][0]["ports"]}
+        assert rule["ports"] == [{"protocol": "TCP", "port": "http"}] and "http" in ports
