@@ -9,7 +9,11 @@ stand-in for ``python:3.11-slim`` (see ``podman_support``), and then:
 - the migration command (compose's ``migrate`` service) upgrades an empty PostgreSQL database
   on the host;
 - the worker command (compose's ``worker`` service), on the host network against the machine's
-  Redis, completes an asynchronous API request sent to a web container.
+  Redis, completes an asynchronous API request sent to a web container, with a pool of
+  ``CELERY_CONCURRENCY`` (2) processes.
+
+The containers run with compose's hardening of their service (read-only root filesystem, a
+tmpfs on ``/tmp``, no capabilities, no-new-privileges) and the commands compose resolves.
 
 Build time, image size and the time from ``podman run`` to a healthy ``/healthz`` appear in the
 "container image (podman)" section at the end of the pytest run.
@@ -28,7 +32,6 @@ from pathlib import Path
 from typing import NoReturn
 
 import pytest
-import yaml
 from support.podman import (
     BASE_PYTHON,
     LABEL,
@@ -44,6 +47,7 @@ from support.processes import answers, wait_for
 from support.processes import http_get as get
 from support.rendering import preset, render
 from support.services import E2E_REQUIRED, free_port, require_command, require_service
+from support.validators import compose_config
 
 SLUG = "image_check"
 ANSWERS = preset("full", project_name="Image Check", project_slug=SLUG, python_version=BASE_PYTHON)
@@ -71,11 +75,32 @@ class Image:
     build_seconds: float
     containers: list[str] = field(default_factory=list)
     secret_key: str = field(default_factory=lambda: secrets.token_hex(32))
+    _compose: dict | None = None
+
+    def compose_service(self, service: str) -> dict:
+        """``service`` as compose resolves it (``${VAR:-default}`` interpolated)."""
+        if self._compose is None:
+            self._compose = compose_config(self.project)["services"]
+        return self._compose[service]
 
     def compose_command(self, service: str) -> list[str]:
         """The command compose.yaml gives ``service``: the tests run what users will run."""
-        compose = yaml.safe_load((self.project / "compose.yaml").read_text())
-        return [str(word) for word in compose["services"][service]["command"]]
+        return [str(word) for word in self.compose_service(service)["command"]]
+
+    def compose_hardening(self, service: str) -> list[str]:
+        """compose's read-only root, tmpfs, dropped capabilities and security options as podman
+        options (podman's own extra tmpfs mounts of a read-only container are turned off)."""
+        spec = self.compose_service(service)
+        options = []
+        if spec.get("read_only"):
+            options += ["--read-only", "--read-only-tmpfs=false"]
+        for mount in spec.get("tmpfs", []):
+            options += ["--tmpfs", mount]
+        for capability in spec.get("cap_drop", []):
+            options += ["--cap-drop", capability]
+        for option in spec.get("security_opt", []):
+            options += ["--security-opt", option.replace(":true", "")]
+        return options
 
     def run(self, name: str, *options: str, command: list[str] | None = None) -> str:
         """Start a detached container of the image; it is removed at the end of the module."""
@@ -167,7 +192,7 @@ def migrated(image: Image, database: str) -> tuple[str, str]:
     """Run the migration command once (host network); return the database and its output."""
     output = image.once(
         "--network", "host",
-        "--env", f"DATABASE_URL={postgres_url(database)}",
+        "--env", f"DATABASE_URL={postgres_url(database)}", *image.compose_hardening("migrate"),
         command=image.compose_command("migrate"),
     )  # fmt: skip
     return database, output
@@ -201,7 +226,7 @@ def test_the_default_command_serves_healthz_as_a_non_root_user(image: Image, rec
     port = free_port()
     watch = Stopwatch()
     web = image.run(
-        "web", "--publish", f"{HOST}:{port}:8000",
+        "web", "--publish", f"{HOST}:{port}:8000", *image.compose_hardening("web"),
         "--env", "DATABASE_URL=sqlite:////tmp/image_check.db",
     )  # fmt: skip
     start_seconds = watch.seconds
@@ -222,6 +247,9 @@ def test_the_default_command_serves_healthz_as_a_non_root_user(image: Image, rec
     assert set(uids) == {uid}, f"PID 1 runs as {uids}, the image says {uid}"
     cmdline = image.podman("exec", web, "cat", "/proc/1/cmdline").stdout.replace("\0", " ")
     assert "gunicorn" in cmdline, cmdline
+    # compose's read-only root filesystem: only /tmp is writable.
+    assert image.podman("exec", web, "touch", "/app/probe", check=False).returncode != 0
+    image.podman("exec", web, "touch", "/tmp/probe")
 
     # The HEALTHCHECK survived the build (docker format), probes /healthz, and passes.
     check = image.podman("image", "inspect", "--format", "{{json .HealthCheck}}", image.ref)
@@ -297,14 +325,15 @@ def test_the_worker_command_completes_an_asynchronous_request(
         ]  # fmt: skip
 
     worker = image.run(
-        "worker", "--network", "host", *settings("host"), command=image.compose_command("worker")
-    )
+        "worker", "--network", "host", *settings("host"), *image.compose_hardening("worker"),
+        command=image.compose_command("worker"),
+    )  # fmt: skip
     # The web container reaches the host's loopback services through slirp4netns and is
     # itself reached through a published loopback port.
     port = free_port()
     web = image.run(
         "async-web", "--network", SLIRP_NETWORK, "--publish", f"{HOST}:{port}:8000",
-        *settings("slirp"),
+        *settings("slirp"), *image.compose_hardening("web"),
     )  # fmt: skip
     base = f"http://{HOST}:{port}"
     wait_for_healthz(image, web, base + "/healthz")
@@ -345,4 +374,6 @@ def test_the_worker_command_completes_an_asynchronous_request(
     assert (report["items"], report["words"]) == (1, 3), report
     # The worker container ran it (web only queued it).
     assert "run_request" in image.logs(worker), logs
+    # The pool has CELERY_CONCURRENCY's default size, not one process per CPU.
+    assert re.search(r"concurrency:\s+2 \(prefork\)", image.logs(worker)), logs
     record_metric(record_property, "async request via worker container", f"{done_seconds:.1f} s")
