@@ -55,4 +55,5 @@ def test_installed_cli_generates_a_project_that_passes_its_tests_and_serves(
     started.append(server.start())
     body = wait_for_http(f"http://127.0.0.1:{port}/healthz", 30, server)
     assert json.loads(body) == {"status": "ok"}
-    assert json.loads(wait_for_http(f"http://127.0.0.1:{port}/readyz")) == {"status": "ok"}
+    ready = json.loads(wait_for_http(f"http://127.0.0.1:{port}/readyz"))
+    assert ready == {"status": "ok", "database": "ok"}
