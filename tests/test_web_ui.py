@@ -166,6 +166,8 @@ def test_register_log_in_add_an_item_and_log_out_in_a_browser(server: str, tmp_p
             "getComputedStyle(document.querySelector('nav.navbar')).backgroundColor"
         )
         assert navbar_color == "rgb(33, 37, 41)"  # .bg-dark
+        # The script ends the body: the items can show before it has run.
+        page.wait_for_function("typeof bootstrap !== 'undefined'", timeout=10_000)
         assert page.evaluate("typeof bootstrap.Alert") == "function"
         page.screenshot(path=tmp_path / "items.png", full_page=True)
 
