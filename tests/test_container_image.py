@@ -26,12 +26,15 @@ from __future__ import annotations
 
 import re
 import secrets
-from collections.abc import Iterator
+import subprocess
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import pytest
+from support import kube
 from support.podman import (
     BASE_PYTHON,
     LABEL,
@@ -46,8 +49,17 @@ from support.postgres import url as postgres_url
 from support.processes import answers, wait_for
 from support.processes import http_get as get
 from support.rendering import preset, render
-from support.services import E2E_REQUIRED, free_port, require_command, require_service
+from support.services import (
+    E2E_REQUIRED,
+    free_port,
+    require_command,
+    require_service,
+    service_available,
+)
 from support.validators import compose_config
+
+if TYPE_CHECKING:
+    from requests import Response
 
 SLUG = "image_check"
 ANSWERS = preset("full", project_name="Image Check", project_slug=SLUG, python_version=BASE_PYTHON)
@@ -285,11 +297,15 @@ def test_the_default_command_serves_healthz_as_a_non_root_user(image: Image, rec
 def test_the_migration_command_upgrades_an_empty_postgresql_database(
     image: Image, migrated: tuple[str, str]
 ):
+    database, output = migrated
+    assert_upgraded(image.project, database, output)
+
+
+def assert_upgraded(project: Path, database: str, output: str) -> None:
+    """``database`` holds the tables the shipped migrations create, at their head revision."""
     import psycopg
 
-    database, output = migrated
-    # What the shipped migrations create, and their head revision.
-    sources = [path.read_text() for path in (image.project / "migrations/versions").glob("*.py")]
+    sources = [path.read_text() for path in (project / "migrations/versions").glob("*.py")]
     assert sources, "the project ships no migration"
     expected = {name for text in sources for name in re.findall(r'create_table\(\s*"(\w+)"', text)}
     revisions = {m for text in sources for m in re.findall(r'(?m)^revision = "(\w+)"', text)}
@@ -308,8 +324,6 @@ def test_the_migration_command_upgrades_an_empty_postgresql_database(
 def test_the_worker_command_completes_an_asynchronous_request(
     image: Image, migrated: tuple[str, str], redis_url: str, record_property
 ):
-    import requests
-
     database, _ = migrated
     url_on = {
         "host": (HOST, redis_url),
@@ -338,6 +352,23 @@ def test_the_worker_command_completes_an_asynchronous_request(
     base = f"http://{HOST}:{port}"
     wait_for_healthz(image, web, base + "/healthz")
 
+    response, done_seconds = asynchronous_report(base, lambda: image.logs(worker))
+    logs = f"--- worker\n{image.logs(worker)[-3000:]}\n--- web\n{image.logs(web)[-2000:]}"
+    assert response.status_code == 200, f"{response.status_code} {response.text}\n{logs}"
+    report = response.json()
+    assert (report["items"], report["words"]) == (1, 3), report
+    # The worker container ran it (web only queued it).
+    assert "run_request" in image.logs(worker), logs
+    # The pool has CELERY_CONCURRENCY's default size, not one process per CPU.
+    assert re.search(r"concurrency:\s+2 \(prefork\)", image.logs(worker)), logs
+    record_metric(record_property, "async request via worker container", f"{done_seconds:.1f} s")
+
+
+def asynchronous_report(base: str, worker_logs: Callable[[], str]) -> tuple[Response, float]:
+    """A user's item report, asked of the API at ``base``: answered 202, then its result;
+    the final answer and the seconds from the request to it."""
+    import requests
+
     http = requests.Session()
     response = http.post(
         base + "/api/v1/users",
@@ -364,16 +395,187 @@ def test_the_worker_command_completes_an_asynchronous_request(
         answer = http.get(status_url, timeout=10, allow_redirects=False)
         return None if answer.status_code == 202 else [answer]
 
-    (response,) = wait_for(
-        finished, 90, lambda: f"no result in 90 s:\n{image.logs(worker)[-3000:]}"
+    (response,) = wait_for(finished, 90, lambda: f"no result in 90 s:\n{worker_logs()[-3000:]}")
+    return response, watch.seconds
+
+
+# -- the Kubernetes manifests, played by podman -----------------------------------------------
+
+
+@dataclass
+class Cluster:
+    """The dev overlay's migrate Job, then its web and worker Deployments, played by podman."""
+
+    podman: Podman
+    rendered: list[dict]  # what kustomize rendered
+    migrate: dict  # the Job's pod, as played
+    web: dict  # the Deployments, as played
+    worker: dict
+    port: int  # web's, on the host network
+    database: str
+    migrate_exit: int = -1
+    migrate_logs: str = ""
+    ready_seconds: float = 0.0  # from `kube play` to web's /readyz 200
+
+    def container(self, workload: dict) -> str:
+        return kube.container_name(workload, kube.pod_spec(workload)["containers"][0]["name"])
+
+    def logs(self, workload: dict) -> str:
+        proc = self.podman("logs", self.container(workload), check=False)
+        return proc.stdout + proc.stderr
+
+    def exec(self, workload: dict, *command: str, check: bool = True) -> str:
+        return self.podman("exec", self.container(workload), *command, check=check).stdout
+
+
+STATE = "{{.State.Status}} {{.State.ExitCode}}"
+
+
+@contextmanager
+def throwaway_redis() -> Iterator[str]:
+    """A redis-server of its own on a free port (nothing saved): the pods' broker and store."""
+    port = free_port()
+    server = subprocess.Popen(
+        [require_command("redis-server"), "--port", str(port), "--bind", HOST,
+         "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        wait_for(lambda: service_available(HOST, port), 30, "redis-server did not start")
+        yield f"redis://{HOST}:{port}"
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def cluster(image: Image, tmp_path_factory) -> Iterator[Cluster]:
+    require_service("PostgreSQL", POSTGRES_PORT)
+    scratch = tmp_path_factory.mktemp("kube")
+    with throwaway_database("flaskscale_kube") as database, throwaway_redis() as redis:
+        # secrets.env, as a user fills it in from secrets.env.example.
+        rendered = kube.render_overlay(
+            image.project / "deploy/k8s/overlays/dev",
+            {
+                "SECRET_KEY": image.secret_key,
+                "DATABASE_URL": postgres_url(database),
+                "REDIS_URL": f"{redis}/0",
+                "CELERY_BROKER_URL": f"{redis}/1",
+            },
+        )
+        port, run_id = free_port(), secrets.token_hex(3)
+
+        def adapted(*workloads: dict) -> list[dict]:
+            return kube.for_podman(rendered, list(workloads), image.ref, port, run_id)
+
+        migrate_job = kube.find(rendered, "Job", "migrate")
+        migrate = adapted(kube.job_as_pod(migrate_job))
+        app = adapted(kube.find(rendered, "Deployment", "web"),
+                      kube.find(rendered, "Deployment", "worker"))  # fmt: skip
+        found = Cluster(image.podman, rendered, migrate[-1], app[-2], app[-1], port, database)
+
+        with kube.played(image.podman, scratch / "migrate.yaml", migrate):
+            name = found.container(found.migrate)
+
+            def exited() -> list | None:
+                state = image.podman("inspect", "--format", STATE, name).stdout.split()
+                return [int(state[1])] if state[0] in ("exited", "stopped") else None
+
+            (found.migrate_exit,) = wait_for(exited, 120, lambda: found.logs(found.migrate))
+            found.migrate_logs = found.logs(found.migrate)
+
+        watch = Stopwatch()
+        with kube.played(image.podman, scratch / "app.yaml", app):
+            web = found.container(found.web)
+
+            def ready() -> bytes | None:
+                state = image.podman("inspect", "--format", "{{.State.Status}}", web).stdout
+                if state.strip() != "running":
+                    pytest.fail(f"{web} is {state.strip()}:\n{found.logs(found.web)[-4000:]}")
+                return answers(f"http://{HOST}:{port}/readyz")
+
+            wait_for(ready, 90, lambda: f"/readyz never answered 200:\n{found.logs(found.web)}")
+            found.ready_seconds = watch.seconds
+            yield found
+
+
+def test_the_migrate_job_upgrades_an_empty_database(image: Image, cluster: Cluster):
+    assert cluster.migrate_exit == 0, cluster.migrate_logs
+    assert_upgraded(image.project, cluster.database, cluster.migrate_logs)
+
+
+def test_the_web_and_worker_pods_run_under_their_security_context(cluster: Cluster):
+    for workload in (cluster.web, cluster.worker):
+        name = workload["metadata"]["name"]
+        # The securityContext is played as rendered (kube.for_podman leaves it alone).
+        pod = kube.pod_spec(workload)["securityContext"]
+        (spec,) = kube.pod_spec(workload)["containers"]
+        assert pod["runAsUser"] == 10001 and spec["securityContext"]["readOnlyRootFilesystem"]
+
+        # PID 1, the pod's command, as the manifest's user, with no capability at all and no
+        # way to gain privileges (allowPrivilegeEscalation: false), under seccomp.
+        lines = cluster.exec(workload, "cat", "/proc/1/status").splitlines()
+        status = dict(line.split(":\t", 1) for line in lines)
+        assert set(status["Uid"].split()) == {str(pod["runAsUser"])}, status["Uid"]
+        assert set(status["Gid"].split()) == {str(pod["runAsGroup"])}, status["Gid"]
+        for capabilities in ("CapPrm", "CapEff", "CapBnd", "CapAmb"):
+            assert int(status[capabilities], 16) == 0, f"{name} {capabilities}: {status}"
+        assert status["NoNewPrivs"].strip() == "1", status
+        assert status["Seccomp"].strip() == "2", status  # filter mode: RuntimeDefault
+        cmdline = cluster.exec(workload, "cat", "/proc/1/cmdline").replace("\0", " ")
+        assert spec["command"][0] in cmdline, cmdline
+
+        # The root filesystem is read-only; the emptyDir on /tmp is writable.
+        container = cluster.container(workload)
+        touched = cluster.podman("exec", container, "touch", "/app/probe", check=False)
+        assert "Read-only file system" in touched.stderr, touched
+        cluster.exec(workload, "touch", "/tmp/probe")
+
+        # The memory limit reaches the container's cgroup (v1 or v2).
+        limit = spec["resources"]["limits"]["memory"]
+        assert limit.endswith("Mi"), limit
+        expected = int(limit.removesuffix("Mi")) * 2**20
+        cgroup = cluster.exec(workload, "sh", "-c", "cat /sys/fs/cgroup/memory.max 2>/dev/null"
+                              " || cat /sys/fs/cgroup/memory/memory.limit_in_bytes")  # fmt: skip
+        assert int(cgroup) == expected, f"{name}: limit {limit}, cgroup {cgroup}"
+
+
+def test_the_web_pod_answers_its_probes(cluster: Cluster, record_property):
+    import requests
+
+    (container,) = kube.pod_spec(cluster.web)["containers"]
+    probes = {kind: container[kind]["httpGet"] for kind in
+              ("startupProbe", "livenessProbe", "readinessProbe")}  # fmt: skip
+    for kind, check in probes.items():
+        headers = {header["name"]: header["value"] for header in check.get("httpHeaders", [])}
+        url = f"http://{HOST}:{check['port']}{check['path']}"
+        response = requests.get(url, headers=headers, timeout=10)
+        assert response.status_code == 200, f"{kind} {url}: {response.status_code} {response.text}"
+    # Readiness covers the services the pod needs, each reached from inside the pod.
+    readiness = requests.get(f"http://{HOST}:{cluster.port}/readyz", timeout=10).json()
+    assert readiness == {"status": "ok", "database": "ok", "redis": "ok", "broker": "ok"}
+    record_metric(record_property, "kube play -> web /readyz 200", f"{cluster.ready_seconds:.1f} s")
+
+
+def test_the_worker_pod_runs_a_task_and_answers_its_liveness_probe(cluster: Cluster):
+    response, _ = asynchronous_report(
+        f"http://{HOST}:{cluster.port}", lambda: cluster.logs(cluster.worker)
     )
-    done_seconds = watch.seconds
-    logs = f"--- worker\n{image.logs(worker)[-3000:]}\n--- web\n{image.logs(web)[-2000:]}"
-    assert response.status_code == 200, f"{response.status_code} {response.text}\n{logs}"
-    report = response.json()
-    assert (report["items"], report["words"]) == (1, 3), report
-    # The worker container ran it (web only queued it).
-    assert "run_request" in image.logs(worker), logs
-    # The pool has CELERY_CONCURRENCY's default size, not one process per CPU.
-    assert re.search(r"concurrency:\s+2 \(prefork\)", image.logs(worker)), logs
-    record_metric(record_property, "async request via worker container", f"{done_seconds:.1f} s")
+    logs = cluster.logs(cluster.worker)
+    assert response.status_code == 200, f"{response.status_code} {response.text}\n{logs[-3000:]}"
+    assert (response.json()["items"], response.json()["words"]) == (1, 3), response.json()
+    assert "run_request" in logs, logs[-3000:]
+    # --concurrency $(CELERY_CONCURRENCY): the pod's env value, not one process per CPU.
+    (container,) = kube.pod_spec(cluster.worker)["containers"]
+    concurrency = next(e["value"] for e in container["env"] if e["name"] == "CELERY_CONCURRENCY")
+    assert re.search(rf"concurrency:\s+{concurrency} \(prefork\)", logs), logs[-3000:]
+
+    # The liveness probe's command, in the pod. Kubernetes' runtimes set HOSTNAME (the pod's
+    # name) in every container; podman 4.3's kube play does not: given here.
+    probe = container["livenessProbe"]["exec"]["command"]
+    hostname = kube.pod_name(cluster.worker)
+    worker = cluster.container(cluster.worker)
+    proc = cluster.podman(
+        "exec", "--env", f"HOSTNAME={hostname}", worker, *probe, check=False, timeout=120
+    )
+    assert proc.returncode == 0, f"liveness {probe}: {proc.stdout}{proc.stderr}\n{logs[-3000:]}"
