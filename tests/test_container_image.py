@@ -15,11 +15,19 @@ stand-in for ``python:3.11-slim`` (see ``podman_support``), and then:
 The containers run with compose's hardening of their service (read-only root filesystem, a
 tmpfs on ``/tmp``, no capabilities, no-new-privileges) and the commands compose resolves.
 
+The same image runs the Kubernetes dev overlay as ``kubectl kustomize`` renders it, played by
+``podman kube play`` with the few adaptations podman 4.3 needs (``support/kube.py`` lists them):
+the migrate Job's pod upgrades an empty database; the web and worker pods run under their own
+securityContext (uid 10001, read-only root, no capabilities, seccomp) and memory limit; web
+answers its startup, liveness and readiness probes; the worker runs an asynchronous API
+request and answers its liveness probe.
+
 Build time, image size and the time from ``podman run`` to a healthy ``/healthz`` appear in the
 "container image (podman)" section at the end of the pytest run.
 
-Everything the tests create (containers, the project image, the database, Redis database 10) is
-removed; the base images stay cached in ``/var/cache/flaskscale-podman``.
+Everything the tests create (containers, pods, the project image, the databases, Redis database
+10, a throwaway redis-server) is removed; the base images stay cached in
+``/var/cache/flaskscale-podman``.
 """
 
 from __future__ import annotations
@@ -404,18 +412,21 @@ def asynchronous_report(base: str, worker_logs: Callable[[], str]) -> tuple[Resp
 
 @dataclass
 class Cluster:
-    """The dev overlay's migrate Job, then its web and worker Deployments, played by podman."""
+    """The dev overlay, as kustomize renders it, and its pods as podman plays them."""
 
     podman: Podman
-    rendered: list[dict]  # what kustomize rendered
-    migrate: dict  # the Job's pod, as played
-    web: dict  # the Deployments, as played
-    worker: dict
-    port: int  # web's, on the host network
+    scratch: Path
+    rendered: list[dict]
+    image: str
     database: str
-    migrate_exit: int = -1
-    migrate_logs: str = ""
+    port: int  # web's, on the host network
+    run_id: str = field(default_factory=lambda: secrets.token_hex(3))
+    web: dict = field(default_factory=dict)  # the Deployments, as played
+    worker: dict = field(default_factory=dict)
     ready_seconds: float = 0.0  # from `kube play` to web's /readyz 200
+
+    def adapted(self, *workloads: dict) -> list[dict]:
+        return kube.for_podman(self.rendered, list(workloads), self.image, self.port, self.run_id)
 
     def container(self, workload: dict) -> str:
         return kube.container_name(workload, kube.pod_spec(workload)["containers"][0]["name"])
@@ -426,6 +437,11 @@ class Cluster:
 
     def exec(self, workload: dict, *command: str, check: bool = True) -> str:
         return self.podman("exec", self.container(workload), *command, check=check).stdout
+
+    def state(self, workload: dict) -> tuple[str, int]:
+        """The container's status (running, exited...) and exit code."""
+        out = self.podman("inspect", "--format", STATE, self.container(workload)).stdout.split()
+        return out[0], int(out[1])
 
 
 STATE = "{{.State.Status}} {{.State.ExitCode}}"
@@ -449,9 +465,9 @@ def throwaway_redis() -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def cluster(image: Image, tmp_path_factory) -> Iterator[Cluster]:
+def manifests(image: Image, tmp_path_factory) -> Iterator[Cluster]:
+    """The dev overlay rendered for an empty database and a Redis of its own."""
     require_service("PostgreSQL", POSTGRES_PORT)
-    scratch = tmp_path_factory.mktemp("kube")
     with throwaway_database("flaskscale_kube") as database, throwaway_redis() as redis:
         # secrets.env, as a user fills it in from secrets.env.example.
         rendered = kube.render_overlay(
@@ -463,45 +479,52 @@ def cluster(image: Image, tmp_path_factory) -> Iterator[Cluster]:
                 "CELERY_BROKER_URL": f"{redis}/1",
             },
         )
-        port, run_id = free_port(), secrets.token_hex(3)
-
-        def adapted(*workloads: dict) -> list[dict]:
-            return kube.for_podman(rendered, list(workloads), image.ref, port, run_id)
-
-        migrate_job = kube.find(rendered, "Job", "migrate")
-        migrate = adapted(kube.job_as_pod(migrate_job))
-        app = adapted(kube.find(rendered, "Deployment", "web"),
-                      kube.find(rendered, "Deployment", "worker"))  # fmt: skip
-        found = Cluster(image.podman, rendered, migrate[-1], app[-2], app[-1], port, database)
-
-        with kube.played(image.podman, scratch / "migrate.yaml", migrate):
-            name = found.container(found.migrate)
-
-            def exited() -> list | None:
-                state = image.podman("inspect", "--format", STATE, name).stdout.split()
-                return [int(state[1])] if state[0] in ("exited", "stopped") else None
-
-            (found.migrate_exit,) = wait_for(exited, 120, lambda: found.logs(found.migrate))
-            found.migrate_logs = found.logs(found.migrate)
-
-        watch = Stopwatch()
-        with kube.played(image.podman, scratch / "app.yaml", app):
-            web = found.container(found.web)
-
-            def ready() -> bytes | None:
-                state = image.podman("inspect", "--format", "{{.State.Status}}", web).stdout
-                if state.strip() != "running":
-                    pytest.fail(f"{web} is {state.strip()}:\n{found.logs(found.web)[-4000:]}")
-                return answers(f"http://{HOST}:{port}/readyz")
-
-            wait_for(ready, 90, lambda: f"/readyz never answered 200:\n{found.logs(found.web)}")
-            found.ready_seconds = watch.seconds
-            yield found
+        scratch = tmp_path_factory.mktemp("kube")
+        yield Cluster(image.podman, scratch, rendered, image.ref, database, free_port())
 
 
-def test_the_migrate_job_upgrades_an_empty_database(image: Image, cluster: Cluster):
-    assert cluster.migrate_exit == 0, cluster.migrate_logs
-    assert_upgraded(image.project, cluster.database, cluster.migrate_logs)
+@pytest.fixture(scope="module")
+def migrate_job(manifests: Cluster) -> tuple[int, str]:
+    """The migrate Job's pod, run to its end: its exit code and its output."""
+    played = manifests.adapted(kube.job_as_pod(kube.find(manifests.rendered, "Job", "migrate")))
+    pod = played[-1]
+    with kube.played(manifests.podman, manifests.scratch / "migrate.yaml", played):
+
+        def exited() -> list | None:
+            status, code = manifests.state(pod)
+            return [code] if status in ("exited", "stopped") else None
+
+        (code,) = wait_for(exited, 120, lambda: manifests.logs(pod))
+        return code, manifests.logs(pod)
+
+
+@pytest.fixture(scope="module")
+def cluster(manifests: Cluster, migrate_job: tuple[int, str]) -> Iterator[Cluster]:
+    """The web and worker Deployments, running against the migrated database."""
+    assert migrate_job[0] == 0, f"the migrate Job failed:\n{migrate_job[1]}"
+    app = manifests.adapted(kube.find(manifests.rendered, "Deployment", "web"),
+                            kube.find(manifests.rendered, "Deployment", "worker"))  # fmt: skip
+    manifests.web, manifests.worker = app[-2:]
+    watch = Stopwatch()
+    with kube.played(manifests.podman, manifests.scratch / "app.yaml", app):
+
+        def ready() -> bytes | None:
+            status, _ = manifests.state(manifests.web)
+            if status != "running":
+                pytest.fail(f"web is {status}:\n{manifests.logs(manifests.web)[-4000:]}")
+            return answers(f"http://{HOST}:{manifests.port}/readyz")
+
+        wait_for(ready, 90, lambda: f"no /readyz 200:\n{manifests.logs(manifests.web)[-4000:]}")
+        manifests.ready_seconds = watch.seconds
+        yield manifests
+
+
+def test_the_migrate_job_upgrades_an_empty_database(
+    image: Image, manifests: Cluster, migrate_job: tuple[int, str]
+):
+    code, output = migrate_job
+    assert code == 0, output
+    assert_upgraded(image.project, manifests.database, output)
 
 
 def test_the_web_and_worker_pods_run_under_their_security_context(cluster: Cluster):

@@ -22,10 +22,6 @@ from support.commands import run
 from support.podman import Podman
 from support.validators import tool
 
-# The kinds podman 4.3 plays; any other document in a file is skipped (Service, Ingress...).
-# A file holding none of them: "YAML document does not contain any supported kube kind".
-PLAYABLE = ("Pod", "Deployment", "ConfigMap", "PersistentVolumeClaim")
-
 
 def render_overlay(overlay: Path, values: dict[str, str]) -> list[dict]:
     """``kubectl kustomize overlay`` with ``secrets.env`` filled in as a user would.
@@ -52,31 +48,28 @@ def for_podman(
 ) -> list[dict]:
     """``workloads`` (Deployments, or Pods made from a Job) and their settings, adapted to
     podman 4.3 on this machine's network."""
-    played = []
-    for doc in docs:
-        if doc["kind"] == "Secret":
-            # podman 4.3 stores a Secret document as a podman secret (in YAML), then cannot read
-            # it back for `envFrom: secretRef`: "secret <name> is not valid JSON: invalid
-            # character 'a' looking for beginning of value". The same keys as a ConfigMap.
-            played.append(secret_as_config_map(doc))
-        elif doc["kind"] == "ConfigMap":
-            settings = copy.deepcopy(doc)
-            # Host networking (below): gunicorn listens on a free port, not on the image's 8000
-            # (PORT, which gunicorn.conf.py reads).
-            settings["data"]["PORT"] = str(port)
-            played.append(settings)
+    # The settings the pods read (podman skips the Services, Ingress, HPAs... it cannot play).
+    played = [doc for doc in docs if doc["kind"] == "ConfigMap"]
+    for secret in (doc for doc in docs if doc["kind"] == "Secret"):
+        # podman 4.3 stores a Secret document as a podman secret (in YAML), then cannot read
+        # it back for `envFrom: secretRef`: "secret <name> is not valid JSON: invalid
+        # character 'a' looking for beginning of value". The same keys as a ConfigMap.
+        played.append(secret_as_config_map(secret))
     for workload in workloads:
         workload = copy.deepcopy(workload)
         # Pod names are global on the machine: a run of its own per test run.
         workload["metadata"]["name"] += f"-{run_id}"
         spec = pod_spec(workload)
-        # There is no cluster network here (podman's CNI plugins are not installed): the pods
-        # share the host's, and reach PostgreSQL and Redis on 127.0.0.1.
+        # PostgreSQL and Redis listen on the host's 127.0.0.1 only, which podman's bridge
+        # network cannot reach: the pods share the host's network.
         spec["hostNetwork"] = True
         for container in spec["containers"]:
             # The image built from the generated Dockerfile, which no registry holds.
             container["image"] = image
             container["imagePullPolicy"] = "Never"
+            # On the host's network gunicorn listens on a free port, not on the image's 8000
+            # (PORT, which gunicorn.conf.py reads).
+            container.setdefault("env", []).append({"name": "PORT", "value": str(port)})
             # podman 4.3 publishes every containerPort on the host, which host networking
             # refuses: "PortMappings can only be used with Bridge or slirp4netns networking".
             names = {p["name"]: port for p in container.pop("ports", []) if "name" in p}
