@@ -423,6 +423,7 @@ class Cluster:
     run_id: str = field(default_factory=lambda: secrets.token_hex(3))
     web: dict = field(default_factory=dict)  # the Deployments, as played
     worker: dict = field(default_factory=dict)
+    beat: dict = field(default_factory=dict)
     ready_seconds: float = 0.0  # from `kube play` to web's /readyz 200
 
     def adapted(self, *workloads: dict) -> list[dict]:
@@ -500,11 +501,12 @@ def migrate_job(manifests: Cluster) -> tuple[int, str]:
 
 @pytest.fixture(scope="module")
 def cluster(manifests: Cluster, migrate_job: tuple[int, str]) -> Iterator[Cluster]:
-    """The web and worker Deployments, running against the migrated database."""
+    """The web, worker and beat Deployments, running against the migrated database."""
     assert migrate_job[0] == 0, f"the migrate Job failed:\n{migrate_job[1]}"
-    app = manifests.adapted(kube.find(manifests.rendered, "Deployment", "web"),
-                            kube.find(manifests.rendered, "Deployment", "worker"))  # fmt: skip
-    manifests.web, manifests.worker = app[-2:]
+    app = manifests.adapted(
+        *(kube.find(manifests.rendered, "Deployment", name) for name in ("web", "worker", "beat"))
+    )
+    manifests.web, manifests.worker, manifests.beat = app[-3:]
     watch = Stopwatch()
     with kube.played(manifests.podman, manifests.scratch / "app.yaml", app):
 
@@ -527,8 +529,8 @@ def test_the_migrate_job_upgrades_an_empty_database(
     assert_upgraded(image.project, manifests.database, output)
 
 
-def test_the_web_and_worker_pods_run_under_their_security_context(cluster: Cluster):
-    for workload in (cluster.web, cluster.worker):
+def test_the_web_worker_and_beat_pods_run_under_their_security_context(cluster: Cluster):
+    for workload in (cluster.web, cluster.worker, cluster.beat):
         name = workload["metadata"]["name"]
         # The securityContext is played as rendered (kube.for_podman leaves it alone).
         pod = kube.pod_spec(workload)["securityContext"]
@@ -561,6 +563,13 @@ def test_the_web_and_worker_pods_run_under_their_security_context(cluster: Clust
         cgroup = cluster.exec(workload, "sh", "-c", "cat /sys/fs/cgroup/memory.max 2>/dev/null"
                               " || cat /sys/fs/cgroup/memory/memory.limit_in_bytes")  # fmt: skip
         assert int(cgroup) == expected, f"{name}: limit {limit}, cgroup {cgroup}"
+
+    # Beat keeps its schedule on the emptyDir (--schedule /tmp/...): it starts there.
+    def beat_started() -> bool:
+        schedule = "celerybeat-schedule" in cluster.exec(cluster.beat, "ls", "/tmp")
+        return schedule and "beat: Starting..." in cluster.logs(cluster.beat)
+
+    wait_for(beat_started, 60, lambda: f"beat did not start:\n{cluster.logs(cluster.beat)}")
 
 
 def test_the_web_pod_answers_its_probes(cluster: Cluster, record_property):

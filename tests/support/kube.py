@@ -63,6 +63,12 @@ def for_podman(
         # PostgreSQL and Redis listen on the host's 127.0.0.1 only, which podman's bridge
         # network cannot reach: the pods share the host's network.
         spec["hostNetwork"] = True
+        # podman 4.3 makes an emptyDir a volume named like it ("tmp"), which every pod naming
+        # one alike shares, other test runs' included; Kubernetes gives each pod its own.
+        own = {v["name"]: f"{v['name']}-{pod_name(workload)}" for v in spec.get("volumes", [])
+               if "emptyDir" in v}  # fmt: skip
+        for volume in spec.get("volumes", []):
+            volume["name"] = own.get(volume["name"], volume["name"])
         for container in spec["containers"]:
             # The image built from the generated Dockerfile, which no registry holds.
             container["image"] = image
@@ -83,6 +89,8 @@ def for_podman(
             # "--concurrency $(CELERY_CONCURRENCY)"); Kubernetes puts the variable's value there.
             if "command" in container:
                 container["command"] = [expand(word, container) for word in container["command"]]
+            for mount in container.get("volumeMounts", []):
+                mount["name"] = own.get(mount["name"], mount["name"])
             for source in container.get("envFrom", []):
                 if "secretRef" in source:
                     source["configMapRef"] = source.pop("secretRef")
