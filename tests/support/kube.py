@@ -19,7 +19,7 @@ from pathlib import Path
 import yaml
 
 from support.commands import run
-from support.podman import Podman
+from support.podman import LABEL, Podman
 from support.validators import tool
 
 
@@ -59,6 +59,11 @@ def for_podman(
         workload = copy.deepcopy(workload)
         # Pod names are global on the machine: a run of its own per test run.
         workload["metadata"]["name"] += f"-{run_id}"
+        # The test suite's label: a run killed before `kube down` leaves pods that a later one
+        # removes (support.podman.Podman.remove_strays).
+        key, _, value = LABEL.partition("=")
+        template = workload if workload["kind"] == "Pod" else workload["spec"]["template"]
+        template["metadata"].setdefault("labels", {})[key] = value
         spec = pod_spec(workload)
         # PostgreSQL and Redis listen on the host's 127.0.0.1 only, which podman's bridge
         # network cannot reach: the pods share the host's network.
@@ -136,11 +141,14 @@ def container_name(workload: dict, container: str) -> str:
 
 @contextmanager
 def played(podman: Podman, path: Path, docs: list[dict]) -> Iterator[None]:
-    """``podman kube play`` the documents (written to ``path``); ``kube down`` them after,
-    whatever happened (a play that fails halfway may have created pods)."""
+    """``podman kube play`` the documents (written to ``path``); remove their pods after,
+    whatever happened (a play that fails halfway may have created some)."""
     path.write_text(yaml.safe_dump_all(docs, sort_keys=False))
     try:
         podman("kube", "play", str(path), timeout=300)
         yield
     finally:
         podman("kube", "down", str(path), check=False, timeout=600)
+        # kube down leaves the (empty) pod of a container podman was restarting meanwhile.
+        pods = [pod_name(doc) for doc in docs if doc["kind"] in ("Pod", "Deployment")]
+        podman("pod", "rm", "--force", "--ignore", *pods, check=False, timeout=300)

@@ -30,6 +30,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
 CACHE = Path(os.environ.get("FLASKSCALE_PODMAN_CACHE", "/var/cache/flaskscale-podman"))
@@ -331,6 +332,14 @@ class Podman:
     def remove_strays(self) -> None:
         """Labelled containers and images left behind by test runs that were killed."""
         cutoff = time.time() - STRAY_AGE
+        # Pods that `podman kube play` started (support/kube.py labels them): their containers
+        # with them.
+        proc = self("pod", "ps", "--filter", f"label={LABEL}", "--format", "json", check=False)
+        old = [
+            pod["Id"] for pod in json.loads(proc.stdout or "[]") if _epoch(pod["Created"]) < cutoff
+        ]
+        if old:
+            self("pod", "rm", "--force", "--ignore", *old, check=False, timeout=300)
         proc = self("ps", "--all", "--filter", f"label={LABEL}", "--format", "json", check=False)
         old = [c["Id"] for c in json.loads(proc.stdout or "[]") if c.get("Created", 0) < cutoff]
         self.remove_containers(old)
@@ -402,6 +411,11 @@ def _logical_lines(text: str) -> Iterator[str]:
         line = ""
     if line:
         yield line
+
+
+def _epoch(timestamp: str) -> float:
+    """Seconds since the epoch of podman's RFC 3339 UTC time (nanoseconds dropped)."""
+    return datetime.fromisoformat(timestamp[:19]).replace(tzinfo=UTC).timestamp()
 
 
 def _slimify(rootfs: Path) -> None:
