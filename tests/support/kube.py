@@ -88,7 +88,7 @@ def for_podman(
                 check = container.get(probe, {}).get("httpGet")
                 if check and isinstance(check["port"], str):
                     # podman 4.3 reads a named port as 0 (its health check becomes
-                    # `curl -f http://localhost:0/healthz`): the port's number.
+                    # `curl -f http://localhost:0/healthz`): the number gunicorn listens on.
                     check["port"] = names[check["port"]]
             # podman 4.3 passes `$(NAME)` in a command on as it is (celery then refuses
             # "--concurrency $(CELERY_CONCURRENCY)"); Kubernetes puts the variable's value there.
