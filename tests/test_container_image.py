@@ -74,7 +74,7 @@ ANSWERS = preset("full", project_name="Image Check", project_slug=SLUG, python_v
 HOST = "127.0.0.1"
 POSTGRES_PORT = 5432
 REDIS_PORT = 6379
-REDIS_DB = 10  # this module's own: flushed at the end (other tests use 11 to 14)
+REDIS_DB = 10  # this module's own: flushed at the end (the other live tests run their own Redis)
 # Under slirp4netns with allow_host_loopback, the host's 127.0.0.1 as a container sees it.
 SLIRP_HOST = "10.0.2.2"
 SLIRP_NETWORK = "slirp4netns:allow_host_loopback=true"

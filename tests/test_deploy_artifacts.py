@@ -191,6 +191,12 @@ def test_compose_config(projects: dict[str, Path], combo: str) -> None:
     assert environment["TRUSTED_HOSTS"] == "localhost"  # until .env names the public hosts
     if answers.get("celery_broker") == "rabbitmq":
         assert environment["CELERY_BROKER_URL"].startswith("amqp://")
+        # Queued tasks outlive a new RabbitMQ container: the node's name (its host name, which
+        # names its data directory) stays fixed and its data lives in a named volume.
+        rabbitmq = services["rabbitmq"]
+        assert rabbitmq["hostname"] == "rabbitmq"
+        volumes = [(volume["source"], volume["target"]) for volume in rabbitmq["volumes"]]
+        assert volumes == [("rabbitmq", "/var/lib/rabbitmq")]
 
     # Hardening: the app's containers as the Kubernetes pods, nginx too; everything is limited.
     for name, service in services.items():

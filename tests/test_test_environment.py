@@ -77,8 +77,10 @@ def test_no_test_makes_a_virtualenv_that_sees_the_base_interpreters_packages():
 def test_tests_of_one_xdist_group_run_on_one_worker(request):
     """``--dist loadgroup`` keeps a group on one worker by suffixing its node ids (``@name``).
 
-    The tests that drive the machine's Redis, RabbitMQ and podman rely on it: in parallel they
-    would flush each other's Redis databases (and queued tasks). pytest 9.2 broke the suffix.
+    The tests that drive RabbitMQ, podman and real servers rely on it: in parallel they would
+    starve each other of the two cores. pytest 9.2 broke the suffix; the Celery tasks lost on
+    Redis then were flushed by the other worker's copy of a fixture on the same Redis database,
+    which is why the live tests now run Redis servers of their own (support.redis).
     """
     if getattr(request.config.option, "loadgroup", False):  # set on the workers by xdist
         assert request.node.nodeid.endswith("@services"), request.node.nodeid
