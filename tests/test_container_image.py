@@ -25,8 +25,8 @@ request and answers its liveness probe.
 Build time, image size and the time from ``podman run`` to a healthy ``/healthz`` appear in the
 "container image (podman)" section at the end of the pytest run.
 
-Everything the tests create (containers, pods, the project image, the databases, Redis database
-10, a throwaway redis-server) is removed; the base images stay cached in
+Everything the tests create (containers, pods, the project image, the databases, a throwaway
+redis-server) is removed; the base images stay cached in
 ``/var/cache/flaskscale-podman``.
 """
 
@@ -34,9 +34,7 @@ from __future__ import annotations
 
 import re
 import secrets
-import subprocess
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
@@ -56,13 +54,13 @@ from support.postgres import throwaway_database
 from support.postgres import url as postgres_url
 from support.processes import answers, wait_for
 from support.processes import http_get as get
+from support.redis import RedisServer
 from support.rendering import preset, render
 from support.services import (
     E2E_REQUIRED,
     free_port,
     require_command,
     require_service,
-    service_available,
 )
 from support.validators import compose_config
 
@@ -73,8 +71,6 @@ SLUG = "image_check"
 ANSWERS = preset("full", project_name="Image Check", project_slug=SLUG, python_version=BASE_PYTHON)
 HOST = "127.0.0.1"
 POSTGRES_PORT = 5432
-REDIS_PORT = 6379
-REDIS_DB = 10  # this module's own: flushed at the end (the other live tests run their own Redis)
 # Under slirp4netns with allow_host_loopback, the host's 127.0.0.1 as a container sees it.
 SLIRP_HOST = "10.0.2.2"
 SLIRP_NETWORK = "slirp4netns:allow_host_loopback=true"
@@ -219,12 +215,16 @@ def migrated(image: Image, database: str) -> tuple[str, str]:
 
 
 @pytest.fixture(scope="module")
-def redis_url() -> Iterator[str]:
-    require_service("Redis", REDIS_PORT)
-    import redis
+def redis_server(tmp_path_factory) -> Iterator[RedisServer]:
+    """A redis-server of this module's own (nothing saved): the containers' broker and store."""
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()
 
-    yield f"redis://{HOST}:{REDIS_PORT}/{REDIS_DB}"
-    redis.Redis(host=HOST, port=REDIS_PORT, db=REDIS_DB).flushdb()
+
+@pytest.fixture(scope="module")
+def redis_url(redis_server: RedisServer) -> str:
+    return redis_server.url()
 
 
 def wait_for_healthz(image: Image, container: str, url: str, timeout: float = 60) -> float:
@@ -448,36 +448,19 @@ class Cluster:
 STATE = "{{.State.Status}} {{.State.ExitCode}}"
 
 
-@contextmanager
-def throwaway_redis() -> Iterator[str]:
-    """A redis-server of its own on a free port (nothing saved): the pods' broker and store."""
-    port = free_port()
-    server = subprocess.Popen(
-        [require_command("redis-server"), "--port", str(port), "--bind", HOST,
-         "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        wait_for(lambda: service_available(HOST, port), 30, "redis-server did not start")
-        yield f"redis://{HOST}:{port}"
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-
-
 @pytest.fixture(scope="module")
-def manifests(image: Image, tmp_path_factory) -> Iterator[Cluster]:
+def manifests(image: Image, redis_server: RedisServer, tmp_path_factory) -> Iterator[Cluster]:
     """The dev overlay rendered for an empty database and a Redis of its own."""
     require_service("PostgreSQL", POSTGRES_PORT)
-    with throwaway_database("flaskscale_kube") as database, throwaway_redis() as redis:
+    with throwaway_database("flaskscale_kube") as database:
         # secrets.env, as a user fills it in from secrets.env.example.
         rendered = kube.render_overlay(
             image.project / "deploy/k8s/overlays/dev",
             {
                 "SECRET_KEY": image.secret_key,
                 "DATABASE_URL": postgres_url(database),
-                "REDIS_URL": f"{redis}/0",
-                "CELERY_BROKER_URL": f"{redis}/1",
+                "REDIS_URL": redis_server.url(2),
+                "CELERY_BROKER_URL": redis_server.url(3),
             },
         )
         scratch = tmp_path_factory.mktemp("kube")

@@ -33,9 +33,9 @@ import requests
 from support.commands import project_env, run
 from support.postgres import dsn, fetch, throwaway_database
 from support.processes import Process, answers, wait_for
-from support.redis_server import RedisServer
+from support.redis import RedisServer
 from support.rendering import preset, render
-from support.services import free_port, require_command, require_modules, require_service
+from support.services import free_port, require_modules, require_service
 from support.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.xdist_group("services")
@@ -113,13 +113,12 @@ def sign_up(app: App, username: str) -> None:
 @pytest.fixture(scope="module")
 def app(template_dir, tmp_path_factory) -> Iterator[App]:
     require_service("PostgreSQL", POSTGRES_PORT)
-    redis_server = require_command("redis-server")
     require_modules("psycopg", "gunicorn", "gevent", "redis", "celery", "socketio")
 
     slug = f"faults_{secrets.token_hex(3)}"
     root = tmp_path_factory.mktemp("faults")
     project = render(template_dir, root / slug, preset("full", project_slug=slug, ci="none"))
-    redis = RedisServer(redis_server, root)
+    redis = RedisServer(root)
     proxy = TcpProxy(HOST, POSTGRES_PORT)
     port = free_port()
     with contextlib.ExitStack() as cleanup:
