@@ -20,37 +20,33 @@ its own PostgreSQL database (dropped at the end) and its own throwaway Redis ser
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 import secrets
 import shutil
 import socket
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pytest
 import requests
 from requests.adapters import HTTPAdapter
 from support.celery import node_name
 from support.commands import project_env, run
-from support.nginx import local_config
 from support.postgres import throwaway_database
 from support.postgres import url as postgres_url
-from support.processes import Process, answers, wait_for
+from support.processes import Process, wait_for
 from support.redis import throwaway_redis
 from support.rendering import preset, render
 from support.services import (
-    free_port,
     require_command,
     require_modules,
     require_service,
 )
+from support.webstack import HOST, PASSWORD, WebStack, nginx_directory, sign_up
 
 try:
     import socketio  # python-socketio's client (websocket-client runs its WebSocket transport)
@@ -62,14 +58,12 @@ except ImportError:  # the stack fixture skips, or fails under FLASKSCALE_E2E=re
 pytestmark = pytest.mark.xdist_group("services")
 
 
-HOST = "127.0.0.1"
 POSTGRES_PORT = 5432
 RABBITMQ_PORT = 5672
 # Redis hands a task whose worker vanished to another worker once it has been unacknowledged
 # this long (CELERY_VISIBILITY_TIMEOUT): longer than the example job (3 s) runs, even on a
 # loaded machine, or a running job would be handed out a second time.
 VISIBILITY_TIMEOUT = 10
-PASSWORD = "correct horse battery"
 # The host name the stack is configured for (TRUSTED_HOSTS).
 PUBLIC_HOST = "shop.example.com"
 # Client addresses: ip_hash spreads them over the instances by their first three octets.
@@ -121,44 +115,12 @@ class Listener:
 # --- the stack ----------------------------------------------------------------------------
 
 
-@dataclass
-class Stack:
+@dataclass(kw_only=True)
+class Stack(WebStack):
     broker: str
-    project: Path
     slug: str
-    env: dict
-    logs: Path
-    nginx_port: int
-    nginx_root: Path
-    instances: dict[str, Process] = field(default_factory=dict)
-    ports: dict[str, int] = field(default_factory=dict)
     workers: list[Process] = field(default_factory=list)
-    nginx: Process | None = None
     token: str = ""
-
-    @property
-    def url(self) -> str:
-        return f"http://{HOST}:{self.nginx_port}"
-
-    def instance_of(self, upstream: str) -> str:
-        """The instance name ("a" or "b") behind an ``X-Upstream`` value."""
-        port = int(upstream.rsplit(":", 1)[1])
-        return next(name for name, p in self.ports.items() if p == port)
-
-    def start_instance(self, name: str) -> Process:
-        env = {**self.env, "PORT": str(self.ports[name])}
-        # gunicorn.conf.py binds 0.0.0.0:$PORT; the command line keeps the test on loopback.
-        cmd = [sys.executable, "-m", "gunicorn", "--config", "gunicorn.conf.py"]
-        cmd += ["--bind", f"{HOST}:{self.ports[name]}"]
-        process = Process(f"web-{name}", cmd, self.project, env, self.logs / f"web-{name}.log")
-        self.instances[name] = process.start()
-        wait_for(
-            lambda: answers(f"http://{HOST}:{self.ports[name]}/healthz") or not process.running,
-            60,
-            lambda: f"instance {name} did not start:\n{process.output()[-4000:]}",
-        )
-        assert process.running, f"instance {name} exited:\n{process.output()[-4000:]}"
-        return process
 
     def start_worker(self) -> Process:
         n = len(self.workers) + 1
@@ -175,21 +137,8 @@ class Stack:
         assert worker.running, f"worker {n} exited:\n{worker.output()[-4000:]}"
         return worker
 
-    def stop(self) -> None:
-        for process in [*self.workers, *self.instances.values(), self.nginx]:
-            if process is not None:
-                process.stop()
-
-    def nginx_access_log(self) -> str:
-        path = self.nginx_root / "access.log"
-        return path.read_text(errors="replace") if path.exists() else ""
-
-    def diagnostics(self) -> str:
-        parts = []
-        for process in [*self.instances.values(), *self.workers, self.nginx]:
-            if process is not None:
-                parts.append(f"--- {process.name}\n{process.output()[-3000:]}")
-        return "\n".join(parts)
+    def processes(self) -> list[Process]:
+        return [*self.workers, *super().processes()]
 
     # Clients
 
@@ -247,7 +196,7 @@ def stack(request, template_dir, tmp_path_factory) -> Iterator[Stack]:
     require_service("PostgreSQL", POSTGRES_PORT)
     if broker == "rabbitmq":
         require_service("RabbitMQ", RABBITMQ_PORT)
-    nginx = require_command("nginx")
+    require_command("nginx")
     require_modules("socketio", "websocket", "psycopg", "gunicorn", "gevent", "redis", "celery")
 
     slug = f"live_{broker}_{secrets.token_hex(3)}"
@@ -277,50 +226,24 @@ def stack(request, template_dir, tmp_path_factory) -> Iterator[Stack]:
     else:
         env["CELERY_VISIBILITY_TIMEOUT"] = str(VISIBILITY_TIMEOUT)
 
-    # nginx's workers may run as another user: give them a directory they can use.
-    nginx_root = Path(tempfile.mkdtemp(prefix=f"flaskscale-nginx-{broker}-"))
-    nginx_root.chmod(0o755)
+    nginx_root = nginx_directory(broker)
     logs = tmp_path_factory.mktemp(f"stack-{broker}-logs")
-    stack = Stack(broker, project, slug, env, logs, free_port(), nginx_root)
-    stack.ports = {"a": free_port(), "b": free_port()}
+    stack = Stack(
+        broker=broker, project=project, slug=slug, env=env, logs=logs, nginx_root=nginx_root
+    )
     try:
         run([sys.executable, "-m", "flask", "--app", slug, "db", "upgrade"], project, env)
         stack.start_instance("a")
         stack.start_instance("b")
-        config = local_config(
-            project, nginx_root, list(stack.ports.values()), stack.nginx_port, show_upstream=True
-        )
-        run([nginx, "-t", "-c", str(config)], nginx_root)
-        stack.nginx = Process(
-            "nginx",
-            [nginx, "-c", str(config), "-g", "daemon off;"],
-            nginx_root,
-            dict(os.environ),
-            logs / "nginx.log",
-        ).start()
-        wait_for(lambda: answers(stack.url + "/healthz"), 20, stack.diagnostics)
+        stack.start_nginx()
         stack.start_worker()
-        stack.token = sign_up(stack, "ada")
+        stack.token = sign_up(stack.url, "ada")
         yield stack
     finally:
         stack.stop()
         with contextlib.suppress(Exception):
             services.close()
         shutil.rmtree(nginx_root, ignore_errors=True)
-
-
-def sign_up(stack: Stack, username: str) -> str:
-    """Register through the API, log in, and return the access token."""
-    http = http_from(HOST)
-    response = http.post(
-        stack.url + "/api/v1/users",
-        json={"username": username, "email": f"{username}@example.com", "password": PASSWORD},
-        timeout=10,
-    )
-    assert response.status_code == 201, response.text
-    response = http.post(stack.url + "/api/v1/tokens", auth=(username, PASSWORD), timeout=10)
-    assert response.status_code == 201, response.text
-    return response.json()["access_token"]
 
 
 BOTH = pytest.mark.parametrize("stack", ["redis", "rabbitmq"], indirect=True)
@@ -364,7 +287,7 @@ def test_nginx_passes_the_host_on_and_the_app_refuses_an_untrusted_one(stack: St
 
 @BOTH
 def test_an_asynchronous_request_answers_202_then_the_workers_result(stack: Stack):
-    token = sign_up(stack, "reporter")
+    token = sign_up(stack.url, "reporter")
     headers = {"Authorization": f"Bearer {token}"}
     spread = stack.sources_by_instance()
     on_a, on_b = http_from(spread["a"][0]), http_from(spread["b"][0])
@@ -419,9 +342,9 @@ def test_an_event_emitted_by_one_instance_reaches_a_client_of_the_other(stack: S
     assert f"sid={polling_sid}" not in stack.instances["a"].output()
     # nginx upgraded the other client's connection (it logs it once closed).
     wait_for(
-        lambda: re.search(r'transport=websocket[^"]*" 101 ', stack.nginx_access_log()),
+        lambda: re.search(r'transport=websocket[^"]*" 101 ', stack.nginx_log("access.log")),
         10,
-        lambda: f"no WebSocket upgrade in nginx's log:\n{stack.nginx_access_log()[-3000:]}",
+        lambda: f"no WebSocket upgrade in nginx's log:\n{stack.nginx_log('access.log')[-3000:]}",
     )
 
 
@@ -477,7 +400,7 @@ def test_a_refused_socket_is_told_why(stack: Stack):
 
 @REDIS
 def test_revoking_a_token_through_one_instance_disconnects_its_socket_on_the_other(stack: Stack):
-    token = sign_up(stack, "revoker")
+    token = sign_up(stack.url, "revoker")
     spread = stack.sources_by_instance()
     with stack.socket(spread["a"][0], "websocket", token=token) as on_a:
         assert on_a.wait("welcome", bool) == [{"username": "revoker"}]
@@ -527,7 +450,7 @@ def test_a_task_survives_a_worker_killed_in_the_middle(stack: Stack):
 def test_log_in_attempts_on_one_account_are_counted_once_by_every_instance(stack: Stack):
     """Guesses spread over both instances, both API versions and two addresses share one
     count in Redis: after 10 failed attempts even the right password waits."""
-    sign_up(stack, "eve")  # succeeded: neither the registration nor the log-in counts
+    sign_up(stack.url, "eve")  # succeeded: neither the registration nor the log-in counts
     spread = stack.sources_by_instance()
     sources = [spread["a"][0], spread["b"][0]] * 5
     upstreams, statuses = set(), []

@@ -50,6 +50,13 @@ class Process:
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
+    def children(self) -> list[int]:
+        """The process ids of the leader's children (gunicorn's workers, Celery's pool)."""
+        return [
+            int(pid)
+            for pid in Path(f"/proc/{self.pid}/task/{self.pid}/children").read_text().split()
+        ]
+
     def output(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
