@@ -381,6 +381,11 @@ def test_the_same_commands_run_everywhere(projects: dict[str, Path], combo: str)
 # --- live: two gunicorn instances behind nginx -----------------------------------------
 
 
+def json_lines(log: Path) -> list[dict]:
+    """The JSON objects logged one a line in ``log`` (a process's stdout and stderr)."""
+    return [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
+
+
 @pytest.mark.parametrize("combo", ["docker-only", "all-on"])
 def test_nginx_balances_and_survives_a_killed_instance(
     projects: dict[str, Path], combo: str, tmp_path: Path, started: list[Process]
@@ -421,13 +426,18 @@ def test_nginx_balances_and_survives_a_killed_instance(
         assert response.headers["Strict-Transport-Security"].startswith("max-age=")
     assert get(f"{base}/readyz")[0] in (200, 503)
 
-    # Requests through nginx carry X-Forwarded-For, which the access log shows.
+    # Requests through nginx carry X-Forwarded-For, which the access log (JSON lines in
+    # production) shows, with the request id nginx made.
     for _ in range(10):
         assert get(f"{base}/healthz")[0] == 200
-    served = [
-        sum(1 for line in log.read_text().splitlines() if line.startswith("127.0.0.1 "))
-        for log in logs
+    accesses = [
+        [entry for entry in json_lines(log) if entry["logger"] == "gunicorn.access"] for log in logs
     ]
+    proxied = [[e for e in entries if e["client"] == "127.0.0.1"] for entries in accesses]
+    served = [len(entries) for entries in proxied]
+    nginx_ids = re.findall(r" ([0-9a-f]{32})$", (conf.parent / "access.log").read_text(), re.M)
+    app_ids = {entry["request_id"] for entries in proxied for entry in entries}
+    assert app_ids <= set(nginx_ids), (proxied, nginx_ids)
     assert sum(served) >= 10, served
     if "ip_hash;" in conf.read_text():
         assert 0 in served, f"ip_hash should keep one client on one instance: {served}"

@@ -20,6 +20,7 @@ its own PostgreSQL database (dropped at the end) and its own throwaway Redis ser
 from __future__ import annotations
 
 import contextlib
+import json
 import re
 import secrets
 import shutil
@@ -320,6 +321,62 @@ def test_an_asynchronous_request_answers_202_then_the_workers_result(stack: Stac
     # Someone else's token cannot read it.
     someone_else = {"Authorization": f"Bearer {stack.token}"}
     assert on_b.get(status_url, headers=someone_else, timeout=10).status_code == 403
+
+
+def json_lines(output: str) -> list[dict]:
+    """The JSON objects a process logged, one a line (its output has other lines too)."""
+    entries = []
+    for line in output.splitlines():
+        if line.startswith("{"):
+            with contextlib.suppress(ValueError):  # a line another process's cut in two
+                entries.append(json.loads(line))
+    return entries
+
+
+@REDIS
+def test_one_request_id_goes_from_nginx_through_the_app_into_the_worker(stack: Stack):
+    token = sign_up(stack.url, "tracer")
+    # A client cannot choose its id: nginx names every request ($request_id).
+    response = stack.get(
+        "/api/v1/items/report",
+        headers={"Authorization": f"Bearer {token}", "X-Request-ID": "chosen-by-the-client"},
+    )
+    assert response.status_code == 202, response.text
+    request_id = response.headers["X-Request-ID"]
+    assert re.fullmatch("[0-9a-f]{32}", request_id), request_id
+    nginx_lines = [
+        line
+        for line in stack.nginx_log("access.log").splitlines()
+        if "/api/v1/items/report" in line
+    ]
+    assert any(line.endswith(f" {request_id}") for line in nginx_lines), nginx_lines
+
+    # The app's JSON lines for the request: its own (queued as task ...) and the access log's.
+    app_lines = [
+        entry
+        for instance in stack.instances.values()
+        for entry in json_lines(instance.output())
+        if entry.get("request_id") == request_id
+    ]
+    queued = [entry for entry in app_lines if "queued as task" in entry["message"]]
+    assert len(queued) == 1, app_lines
+    task_id = queued[0]["message"].rsplit(" ", 1)[1]
+    assert {"gunicorn.access", queued[0]["logger"]} <= {entry["logger"] for entry in app_lines}
+
+    # The worker's JSON line for that task, in another process, names the same request.
+    def worker_line() -> dict | None:
+        for entry in json_lines(stack.workers[-1].output()):
+            if task_id in entry["message"] and "succeeded" in entry["message"]:
+                return entry
+        return None
+
+    finished = wait_for(
+        worker_line,
+        30,
+        lambda: f"no line for task {task_id}:\n{stack.workers[-1].output()[-3000:]}",
+    )
+    assert finished["request_id"] == request_id, finished
+    assert finished["level"] == "INFO"
 
 
 @REDIS

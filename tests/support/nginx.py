@@ -23,7 +23,7 @@ def local_config(
         (r"listen \d+;", f"listen {HOST}:{listen};"),
         (r"pid [^;]+;", f"pid {root / 'nginx.pid'};"),
         (r"error_log [^;]+;", f"error_log {root / 'error.log'} info;"),
-        (r"access_log [^;]+;", f"access_log {root / 'access.log'} combined;"),
+        (r"access_log \S+ (\w+);", f"access_log {root / 'access.log'} \\1;"),
         (r"(\w+_temp_path) /tmp/", rf"\1 {root}/"),
     ]
     if show_upstream:
