@@ -5,8 +5,10 @@
 Renders a project (preset api, SQLite) and starts its gunicorn, with its own gunicorn.conf.py
 (WEB_CONCURRENCY=2), twice: as generated ("on"), and with the same config serving the same
 app created with ``metrics.init_app`` left out ("off": nothing counted, the metrics server
-idle). wrk loads each in turn, on B A B A... over the rounds, so that a machine
-getting busier or quieter weighs on both alike. It prints each run, the medians and their ratio.
+idle). wrk loads each in turn, off-on, on-off, ... over the rounds, so that a machine getting
+busier or quieter weighs on both alike. It prints each run, the medians and their ratio; then
+the same comparison in one process through Flask's test client (the hooks' cost per request,
+with the multiprocess files, less noisy than HTTP on a shared machine).
 A measurement, not a test: nothing here passes or fails on a figure.
 """
 
@@ -68,6 +70,28 @@ def start(project: Path, env: dict[str, str], app: str | None) -> tuple[subproce
     raise SystemExit(f"gunicorn did not start: see {log.name}")
 
 
+# The same comparison without HTTP: the app's test client, in one process, in multiprocess
+# mode (files), so that the figure is the hooks' cost on a request and little else.
+IN_PROCESS = f"""\
+import statistics, sys, time
+from unittest import mock
+from {SLUG} import create_app, metrics
+
+with mock.patch.object(metrics, "init_app", lambda app: None):
+    apps = {{"off": create_app().test_client()}}
+apps["on"] = create_app().test_client()
+times = {{"on": [], "off": []}}
+for round_ in range(int(sys.argv[1])):
+    for name in ("off", "on") if round_ % 2 == 0 else ("on", "off"):
+        start = time.perf_counter()
+        for _ in range(3000):
+            apps[name].get("/healthz", headers={{"Host": "127.0.0.1"}})
+        times[name].append((time.perf_counter() - start) / 3000 * 1e6)
+on, off = statistics.median(times["on"]), statistics.median(times["off"])
+print(f"in process: {{on:.0f}} us a request with metrics, {{off:.0f}} us without")
+"""
+
+
 def requests_per_second(url: str, seconds: int) -> float:
     out = subprocess.run(
         ["wrk", "-t2", "-c16", f"-d{seconds}s", url],
@@ -116,6 +140,10 @@ def main() -> None:
     on, off = statistics.median(figures["on"]), statistics.median(figures["off"])
     print(f"median with metrics {on:.1f} req/s, without {off:.1f} req/s")
     print(f"ratio on/off {on / off:.3f}: the metrics cost {(1 - on / off) * 100:.1f}%")
+    files = Path(tempfile.mkdtemp(prefix="flaskscale-bench-metrics-"))
+    in_process = {**env, "PROMETHEUS_MULTIPROC_DIR": str(files)}
+    cmd = [sys.executable, "-c", IN_PROCESS, str(args.rounds)]
+    subprocess.run(cmd, cwd=project, env=in_process, check=True)
 
 
 if __name__ == "__main__":
