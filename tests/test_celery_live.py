@@ -72,6 +72,8 @@ class LiveProject:
             "SECRET_KEY": "live-test",
             "DATABASE_URL": f"sqlite:///{path / 'live.db'}",
             "REDIS_URL": redis_url,
+            # Every worker serves its metrics: on a port of its own, never a busy one.
+            "METRICS_PORT": "0",
         }
         if broker == "rabbitmq":
             self.env["CELERY_BROKER_URL"] = f"amqp://guest:guest@127.0.0.1:{RABBITMQ_PORT}//"
@@ -138,6 +140,19 @@ class Worker(Process):
         return children
 
 
+def forget_metrics(slug: str) -> None:
+    """Take the project's metrics out of prometheus-client's one registry: the next project
+    imported into this process defines the same names."""
+    from prometheus_client import REGISTRY
+    from prometheus_client.metrics import MetricWrapperBase
+
+    for name, module in list(sys.modules.items()):
+        if name == slug or name.startswith(f"{slug}."):
+            for value in vars(module).values():
+                if isinstance(value, MetricWrapperBase):
+                    REGISTRY.unregister(value)
+
+
 def wait_out_the_visibility_timeout(project: LiveProject) -> None:
     """On Redis, let a killed worker's task become visible again before a new worker starts.
 
@@ -175,6 +190,7 @@ def live_project(request, template_dir, tmp_path_factory) -> Iterator[LiveProjec
     with throwaway_redis(path.parent) as redis_url:
         project = LiveProject(path, slug, broker, redis_url)
         yield project
+        forget_metrics(slug)
         if project.broker == "rabbitmq" and project._app is not None:
             with project.celery.connection_for_write() as connection:
                 connection.default_channel.queue_delete(slug)  # RabbitMQ keeps queues until deleted

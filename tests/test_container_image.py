@@ -348,6 +348,7 @@ def test_the_worker_command_completes_an_asynchronous_request(
 
     worker = image.run(
         "worker", "--network", "host", *settings("host"), *image.compose_hardening("worker"),
+        "--env", f"METRICS_PORT={free_port()}",  # on the host's network: a free port of its own
         command=image.compose_command("worker"),
     )  # fmt: skip
     # The web container reaches the host's loopback services through slirp4netns and is

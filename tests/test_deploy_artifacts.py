@@ -106,6 +106,15 @@ def test_files_follow_the_options(projects: dict[str, Path], combo: str) -> None
     assert ("NetworkPolicy" in (project / "README.md").read_text()) == kubernetes
 
 
+@pytest.mark.parametrize("combo", with_file("compose.yaml"))
+def test_prometheus_config_passes_promtool(projects: dict[str, Path], combo: str) -> None:
+    project, answers = projects[combo], COMBOS[combo]
+    config = project / "deploy/prometheus/prometheus.yml"
+    run([require_command("promtool"), "check", "config", str(config)], project)
+    jobs = [job["job_name"] for job in yaml.safe_load(config.read_text())["scrape_configs"]]
+    assert jobs == (["web", "worker"] if answers.get("celery") else ["web"])
+
+
 # --- gunicorn.conf.py ------------------------------------------------------------------
 
 
@@ -175,6 +184,7 @@ def test_compose_config(projects: dict[str, Path], combo: str) -> None:
         expected |= {"worker", "beat"}
     if answers.get("celery_broker") == "rabbitmq":
         expected.add("rabbitmq")
+    expected.add("prometheus")
     assert set(services) == expected
 
     assert services["web"]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
@@ -185,6 +195,11 @@ def test_compose_config(projects: dict[str, Path], combo: str) -> None:
                 assert how["condition"] == "service_healthy", (name, dependency)
                 assert "healthcheck" in services[dependency], dependency
     assert "ports" not in services["web"], "web is reached through nginx only (and scales)"
+    # The metrics ports are reached by the prometheus service only; its own UI by this host only.
+    for name in ("web", "worker"):
+        if name in services:
+            assert services[name]["expose"] == ["9100"] and "ports" not in services[name], name
+    assert [p["host_ip"] for p in services["prometheus"]["ports"]] == ["127.0.0.1"]
     environment = services["web"]["environment"]
     assert environment["FLASK_CONFIG"] == "production"
     assert environment["PROXY_COUNT"] == "1"
@@ -406,6 +421,7 @@ def test_nginx_balances_and_survives_a_killed_instance(
         # The generated command; GUNICORN_CMD_ARGS keeps the test on loopback.
         command = [sys.executable, "-m", "gunicorn", "--config", "gunicorn.conf.py"]
         settings = {**env, "PORT": str(port), "GUNICORN_CMD_ARGS": f"--bind 127.0.0.1:{port}"}
+        settings["METRICS_PORT"] = str(free_port())  # each instance's own
         web.append(Process(f"web{port}", command, project, settings, log).start())
     started.extend(web)
     for port in ports:
@@ -475,7 +491,11 @@ def test_network_policy_admits_only_the_ingress_controller(
             for d in docs
             if d["kind"] == "NetworkPolicy"
         }
-        assert set(policies) == {"default-deny-ingress", "web-from-ingress"}
+        assert set(policies) == {
+            "default-deny-ingress",
+            "web-from-ingress",
+            "metrics-from-namespace",
+        }
         deny, allow = policies["default-deny-ingress"], policies["web-from-ingress"]
         pods = {
             d["metadata"]["name"].rsplit("-", 1)[-1]: d["spec"]["template"]
@@ -502,3 +522,22 @@ def test_network_policy_admits_only_the_ingress_controller(
         ]
         ports = {p["name"] for p in pods["web"]["spec"]["containers"][0]["ports"]}
         assert rule["ports"] == [{"protocol": "TCP", "port": "http"}] and "http" in ports
+
+        # A scraper in the namespace reaches the metrics port, which only web and worker have.
+        scrape = policies["metrics-from-namespace"]
+        assert scrape["policyTypes"] == ["Ingress"]
+        [rule] = scrape["ingress"]
+        assert rule == {
+            "from": [{"podSelector": {}}],
+            "ports": [{"protocol": "TCP", "port": "metrics"}],
+        }
+        with_metrics = {
+            name
+            for name, pod in pods.items()
+            if selects(scrape["podSelector"], pod["metadata"]["labels"])
+            and "metrics" in {p["name"] for p in pod["spec"]["containers"][0].get("ports", [])}
+        }
+        assert with_metrics == ({"web", "worker"} if "worker" in pods else {"web"})
+        for name in with_metrics:
+            annotations = pods[name]["metadata"]["annotations"]
+            assert annotations == {"prometheus.io/scrape": "true", "prometheus.io/port": "9100"}

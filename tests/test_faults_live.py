@@ -135,6 +135,7 @@ def app(template_dir, tmp_path_factory) -> Iterator[App]:
             "DATABASE_URL": f"postgresql://postgres@{proxy.address}/{database}",
             "REDIS_URL": redis.url(),
             "LOG_LEVEL": "INFO",
+            "METRICS_PORT": str(free_port()),
         }
         run([sys.executable, "-m", "flask", "--app", slug, "db", "upgrade"], project, env)
         cmd = [sys.executable, "-m", "gunicorn", "--config", "gunicorn.conf.py"]

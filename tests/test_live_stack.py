@@ -43,6 +43,7 @@ from support.processes import Process, wait_for
 from support.redis import throwaway_redis
 from support.rendering import preset, render
 from support.services import (
+    free_port,
     require_command,
     require_modules,
     require_service,
@@ -128,7 +129,8 @@ class Stack(WebStack):
         cmd = [sys.executable, "-m", "celery", "-A", "make_celery", "worker"]
         cmd += ["-n", node_name(f"live{n}")]
         cmd += ["--loglevel", "INFO", "--concurrency", "2", "--without-gossip", "--without-mingle"]
-        worker = Process(f"worker{n}", cmd, self.project, self.env, self.logs / f"worker{n}.log")
+        env = {**self.env, "METRICS_PORT": str(free_port())}  # the worker's own
+        worker = Process(f"worker{n}", cmd, self.project, env, self.logs / f"worker{n}.log")
         self.workers.append(worker.start())
         wait_for(
             lambda: " ready." in worker.output() or not worker.running,

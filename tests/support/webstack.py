@@ -48,7 +48,8 @@ class WebStack:
         return next(name for name, p in self.ports.items() if p == port)
 
     def start_instance(self, name: str) -> Process:
-        env = {**self.env, "PORT": str(self.ports[name])}
+        # Each instance serves its metrics on a port of its own (9100 unless told).
+        env = {"METRICS_PORT": str(free_port()), **self.env, "PORT": str(self.ports[name])}
         # gunicorn.conf.py binds 0.0.0.0:$PORT; the command line keeps the test on loopback.
         cmd = [sys.executable, "-m", "gunicorn", "--config", "gunicorn.conf.py"]
         cmd += ["--bind", f"{HOST}:{self.ports[name]}"]
