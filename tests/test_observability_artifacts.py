@@ -122,6 +122,24 @@ def test_no_compose_no_prometheus_config(projects: dict[str, Path]) -> None:
     assert (folder / "grafana/dashboard.json").is_file()
 
 
+@pytest.mark.parametrize("combo", COMBOS)
+def test_the_docs_name_the_alerts_and_the_queue_metric(
+    projects: dict[str, Path], combo: str
+) -> None:
+    project = projects[combo]
+    docs = (project / "docs/deploy.md").read_text()
+    readme = (project / "README.md").read_text()
+    alerts = {rule["alert"] for group in alert_groups(project) for rule in group["rules"]}
+    assert all(f"`{alert}`" in docs for alert in alerts)
+    assert "deploy/grafana/dashboard.json" in docs and "deploy/grafana/dashboard.json" in readme
+    assert ("CeleryQueueBacklog" in docs) == celery(combo)
+    for text in (docs, readme):
+        assert ("celery_queue_length" in text) == celery(combo)
+    kubernetes = COMBOS[combo].get("docker", True) and COMBOS[combo].get("kubernetes", False)
+    assert ("overlays/monitoring" in docs) == kubernetes
+    assert ("ServiceMonitor" in readme) == kubernetes
+
+
 # --- dashboard -------------------------------------------------------------------------------
 
 
