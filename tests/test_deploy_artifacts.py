@@ -246,7 +246,7 @@ def test_compose_needs_every_secret_set(projects: dict[str, Path], combo: str) -
 def test_kustomize_overlays_validate(projects: dict[str, Path], combo: str) -> None:
     project, answers = projects[combo], COMBOS[combo]
     overlays = sorted((project / "deploy/k8s/overlays").iterdir())
-    assert [o.name for o in overlays] == ["dev", "prod"]
+    assert [o.name for o in overlays] == ["dev", "monitoring", "prod"]
     assert "overlays/*/secrets.env" in (project / "deploy/k8s/.gitignore").read_text()
 
     for overlay in overlays:

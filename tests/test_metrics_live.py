@@ -5,7 +5,8 @@ its nginx config, on a PostgreSQL database and a Redis server of its own, with a
 of two pool processes. Prometheus scrapes the three metrics ports every second. Whichever
 worker of whichever instance answered a request, ``sum(flask_http_request_total)`` must grow by
 exactly the number of requests the app received: each gunicorn master sums its workers' files
-(prometheus-client's multiprocess mode), and Prometheus sums the instances.
+(prometheus-client's multiprocess mode), and Prometheus sums the instances. The worker's
+``celery_queue_length``, read from Redis at each scrape, counts the tasks sent while it takes none.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from pathlib import Path
 
 import pytest
 import requests
+from celery import Celery
+from prometheus_client.parser import text_string_to_metric_families
 from support.celery import node_name
 from support.commands import project_env, run
 from support.postgres import throwaway_database
@@ -240,3 +243,42 @@ def test_an_asynchronous_request_moves_the_celery_task_counters(stack):
     assert stack.value("sum(celery_task_runtime_seconds_count)") == runs_before + 1
     tasks = {r["metric"]["task"] for r in stack.query("celery_task_succeeded_total")}
     assert any(task.endswith("run_request") for task in tasks), tasks
+
+
+def worker_metric(stack: Observed, name: str, labels: dict[str, str]) -> float | None:
+    """A sample of the worker's own /metrics page, as Prometheus would read it."""
+    page = requests.get(f"http://{HOST}:{stack.metrics_ports['worker']}/metrics", timeout=10)
+    for family in text_string_to_metric_families(page.text):
+        for sample in family.samples:
+            if sample.name == name and labels.items() <= sample.labels.items():
+                return sample.value
+    return None
+
+
+def test_the_queue_length_is_what_waits_while_no_worker_consumes(stack):
+    """The worker stops taking tasks from the project's queue; five sent tasks wait there."""
+    queue = stack.project.name  # the project's slug: its task_default_queue
+    client = Celery(broker=stack.env["REDIS_URL"], set_as_current=False)
+    client.conf.task_default_queue = queue
+    task = f"{queue}.tasks.report_usage"
+    done = {"task": task}
+    succeeded = worker_metric(stack, "celery_task_succeeded_total", done) or 0
+    assert worker_metric(stack, "celery_queue_length", {"queue": queue}) == 0
+
+    assert client.control.cancel_consumer(queue, reply=True, timeout=5, limit=1), (
+        "no worker answered"
+    )
+    try:
+        for _ in range(5):
+            client.send_task(task)
+        assert worker_metric(stack, "celery_queue_length", {"queue": queue}) == 5
+        stack.scraped_after(time.time())
+        assert stack.value("max(celery_queue_length)") == 5
+    finally:
+        assert client.control.add_consumer(queue, reply=True, timeout=5, limit=1)
+
+    def drained() -> bool:
+        return worker_metric(stack, "celery_task_succeeded_total", done) == succeeded + 5
+
+    wait_for(drained, 20, lambda: f"the tasks did not run\n{stack.diagnostics()}")
+    assert worker_metric(stack, "celery_queue_length", {"queue": queue}) == 0

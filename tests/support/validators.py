@@ -44,9 +44,12 @@ def compose_config(project: Path) -> dict:
 
 
 def kustomize(project: Path, overlay: Path) -> list[dict]:
-    """An overlay built with kustomize and validated strictly against Kubernetes' schemas."""
-    example = overlay / "secrets.env.example"
-    shutil.copy(example, overlay / "secrets.env")
+    """An overlay built with kustomize and validated strictly against Kubernetes' schemas.
+
+    The overlays' example secrets stand in for the real ones (an overlay may build on another).
+    """
+    for example in overlay.parent.glob("*/secrets.env.example"):
+        shutil.copy(example, example.with_suffix(""))
     rendered = run([tool("kubectl"), "kustomize", str(overlay)], cwd=project).stdout
     proc = subprocess.run(
         [tool("kubernetes-validate"), "--strict", "--quiet", "-"],
