@@ -37,6 +37,7 @@ import requests
 from requests.adapters import HTTPAdapter
 from support.celery import node_name
 from support.commands import project_env, run
+from support.otlp import Collector, Span
 from support.postgres import throwaway_database
 from support.postgres import url as postgres_url
 from support.processes import Process, wait_for
@@ -121,6 +122,7 @@ class Listener:
 class Stack(WebStack):
     broker: str
     slug: str
+    collector: Collector
     workers: list[Process] = field(default_factory=list)
     token: str = ""
 
@@ -209,6 +211,7 @@ def stack(request, template_dir, tmp_path_factory) -> Iterator[Stack]:
     services = contextlib.ExitStack()
     database_name = services.enter_context(throwaway_database(slug))
     redis_url = services.enter_context(throwaway_redis(project.parent))
+    collector = services.enter_context(Collector())
     env = {
         **project_env(project),
         "FLASK_CONFIG": "production",
@@ -223,6 +226,9 @@ def stack(request, template_dir, tmp_path_factory) -> Iterator[Stack]:
         "LOGIN_RATE_LIMIT_PER_ADDRESS": "100000 per minute",
         "SOCKETIO_EVENT_RATE_LIMIT": "100000 per minute",
         "LOG_LEVEL": "INFO",
+        # Every process exports its spans here, a batch every 200 ms (the SDK's default: 5 s).
+        "OTEL_EXPORTER_OTLP_ENDPOINT": collector.endpoint,
+        "OTEL_BSP_SCHEDULE_DELAY": "200",
     }
     if broker == "rabbitmq":
         env["CELERY_BROKER_URL"] = f"amqp://guest:guest@{HOST}:{RABBITMQ_PORT}//"
@@ -232,7 +238,13 @@ def stack(request, template_dir, tmp_path_factory) -> Iterator[Stack]:
     nginx_root = nginx_directory(broker)
     logs = tmp_path_factory.mktemp(f"stack-{broker}-logs")
     stack = Stack(
-        broker=broker, project=project, slug=slug, env=env, logs=logs, nginx_root=nginx_root
+        broker=broker,
+        project=project,
+        slug=slug,
+        collector=collector,
+        env=env,
+        logs=logs,
+        nginx_root=nginx_root,
     )
     try:
         run([sys.executable, "-m", "flask", "--app", slug, "db", "upgrade"], project, env)
@@ -353,13 +365,18 @@ def test_one_request_id_goes_from_nginx_through_the_app_into_the_worker(stack: S
     ]
     assert any(line.endswith(f" {request_id}") for line in nginx_lines), nginx_lines
 
-    # The app's JSON lines for the request: its own (queued as task ...) and the access log's.
-    app_lines = [
-        entry
-        for instance in stack.instances.values()
-        for entry in json_lines(instance.output())
-        if entry.get("request_id") == request_id
-    ]
+    # The app's JSON lines for the request: its own (queued as task ...) and the access log's,
+    # which gunicorn writes once the response has gone, so maybe after the client read it.
+    def app_lines_with_access_line() -> list[dict] | None:
+        lines = [
+            entry
+            for instance in stack.instances.values()
+            for entry in json_lines(instance.output())
+            if entry.get("request_id") == request_id
+        ]
+        return lines if any(entry["logger"] == "gunicorn.access" for entry in lines) else None
+
+    app_lines = wait_for(app_lines_with_access_line, 10, f"no access line for {request_id}")
     queued = [entry for entry in app_lines if "queued as task" in entry["message"]]
     assert len(queued) == 1, app_lines
     task_id = queued[0]["message"].rsplit(" ", 1)[1]
@@ -379,6 +396,71 @@ def test_one_request_id_goes_from_nginx_through_the_app_into_the_worker(stack: S
     )
     assert finished["request_id"] == request_id, finished
     assert finished["level"] == "INFO"
+
+
+def descends(span: Span, ancestor: Span, spans: list[Span]) -> bool:
+    """Whether ``ancestor`` is ``span``'s parent, or its parent's, and so on."""
+    parents = {each.span_id: each.parent_id for each in spans}
+    parent = span.parent_id
+    while parent:
+        if parent == ancestor.span_id:
+            return True
+        parent = parents.get(parent, "")
+    return False
+
+
+@BOTH
+def test_one_trace_goes_from_the_app_into_the_worker_and_names_their_log_lines(stack: Stack):
+    """The app's gunicorn workers and the Celery worker's pool processes (all forked) export
+    their spans to the collector; the task's spans join the request's trace across the broker."""
+    token = sign_up(stack.url, f"traced-{stack.broker}")
+    response = stack.get("/api/v1/items/report", headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 202, response.text
+    request_id = response.headers["X-Request-ID"]
+
+    # The request's span names its trace; the app's JSON lines for the request carry it.
+    app_lines = [
+        entry
+        for instance in stack.instances.values()
+        for entry in json_lines(instance.output())
+        if entry.get("request_id") == request_id and entry["logger"] != "gunicorn.access"
+    ]
+    assert app_lines, "no line of the app for the request"
+    trace_ids = {entry.get("trace_id") for entry in app_lines}
+    assert len(trace_ids) == 1 and None not in trace_ids, app_lines
+    [trace_id] = trace_ids
+
+    def whole_trace() -> list | None:
+        spans = stack.collector.trace(trace_id)
+        kinds = {span.kind for span in spans}
+        return spans if {"SERVER", "PRODUCER", "CONSUMER"} <= kinds else None
+
+    spans = wait_for(
+        whole_trace, 30, lambda: f"trace {trace_id} incomplete: {stack.collector.trace(trace_id)}"
+    )
+    [server] = [span for span in spans if span.kind == "SERVER"]
+    assert server.name == "GET /api/v1/items/report"
+    assert {span.service for span in spans} == {stack.slug.replace("_", "-")}
+    [task] = [span for span in spans if span.kind == "CONSUMER"]
+    assert task.name.startswith("run/") and task.scope.endswith("celery"), task
+    # Queries on both sides: the token's lookup in the app, the report's in the worker.
+    queries = [span for span in spans if span.scope.endswith("sqlalchemy")]
+    assert any(
+        descends(query, server, spans) and not descends(query, task, spans) for query in queries
+    ), spans
+    assert any(descends(query, task, spans) for query in queries), spans
+
+    # The worker's lines for the task carry the same trace.
+    def worker_lines() -> list | None:
+        lines = [
+            entry
+            for entry in json_lines(stack.workers[-1].output())
+            if entry.get("request_id") == request_id and "succeeded" in entry["message"]
+        ]
+        return lines or None
+
+    [finished] = wait_for(worker_lines, 30, lambda: stack.workers[-1].output()[-3000:])
+    assert finished["trace_id"] == trace_id, finished
 
 
 @REDIS
