@@ -358,12 +358,14 @@ def test_one_request_id_goes_from_nginx_through_the_app_into_the_worker(stack: S
     assert response.status_code == 202, response.text
     request_id = response.headers["X-Request-ID"]
     assert re.fullmatch("[0-9a-f]{32}", request_id), request_id
-    nginx_lines = [
-        line
-        for line in stack.nginx_log("access.log").splitlines()
-        if "/api/v1/items/report" in line
-    ]
-    assert any(line.endswith(f" {request_id}") for line in nginx_lines), nginx_lines
+    # nginx too writes its access line once the response has gone.
+    wait_for(
+        lambda: any(
+            line.endswith(f" {request_id}") for line in stack.nginx_log("access.log").splitlines()
+        ),
+        10,
+        lambda: f"no nginx line ends with {request_id}:\n{stack.nginx_log('access.log')[-2000:]}",
+    )
 
     # The app's JSON lines for the request: its own (queued as task ...) and the access log's,
     # which gunicorn writes once the response has gone, so maybe after the client read it.
