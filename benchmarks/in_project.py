@@ -3,10 +3,11 @@ production settings in the environment; prints JSON.
 
     python in_project.py PACKAGE seed ITEMS
         Tables, a reader with ITEMS items and a writer with none, and a token for each.
-    python in_project.py PACKAGE cpu ROWS[,ROWS...] REQUESTS ROUNDS
+    python in_project.py PACKAGE cpu ROWS[,ROWS...] REQUESTS ROUNDS [probes]
         CPU time (time.process_time) per request of the list pages, v1 (first, middle and last
         page) and v2 (cursor at the same depths), through the test client, for each table size;
-        and of bare Flask's /healthz, the same way.
+        with "probes", of /healthz and the anonymous index page too; and of bare Flask's
+        /healthz, the same way.
 """
 
 from __future__ import annotations
@@ -79,26 +80,37 @@ def cpu_per_request(client, path: str, headers: dict, requests: int) -> float:
     return (time.process_time() - start) / requests * 1e6
 
 
-def cpu(package: str, sizes: list[int], requests: int, rounds: int) -> dict:
+def timed_rounds(bare, client, paths: dict[str, str], headers: dict, requests: int, rounds: int):
+    """Each of ``paths`` timed ``rounds`` times, a bare Flask /healthz before each round's, and
+    the order reversed every other round, so that a busier machine weighs on both alike."""
+    times: dict[str, list[float]] = {name: [] for name in paths}
+    bare_times = []
+    for round_ in range(rounds):
+        bare_times.append(cpu_per_request(bare, "/healthz", HOST, requests))
+        for name in paths if round_ % 2 == 0 else reversed(paths):
+            times[name].append(cpu_per_request(client, paths[name], headers, requests))
+    progress = ", ".join(f"{name} {statistics.median(v):.0f}" for name, v in times.items())
+    print(f"  us per request: {progress}", file=sys.stderr, flush=True)
+    return times, bare_times
+
+
+def cpu(package: str, sizes: list[int], requests: int, rounds: int, probes: bool) -> dict:
     bare = importlib.import_module("bare_app").app.test_client()
-    app = importlib.import_module(package).create_app()
-    client = app.test_client()
-    results = {"bare /healthz": [cpu_per_request(bare, "/healthz", HOST, requests)]}
+    client = importlib.import_module(package).create_app().test_client()
+    results: dict = {"bare": [], "pages": []}
+    runs = []
+    if probes:  # the pages that need no account, at no particular table size
+        paths = {"GET /healthz": "/healthz", "GET / (anonymous)": "/"}
+        runs.append((None, *timed_rounds(bare, client, paths, HOST, requests, rounds)))
     for rows in sizes:
         seeded = seed(package, rows)
         headers = {**HOST, "Authorization": f"Bearer {seeded['reader_token']}"}
-        timed = pages(rows, seeded["last_item_id"])
-        times: dict[str, list[float]] = {name: [] for name in timed}
-        for round_ in range(rounds):
-            # Bare Flask between the pages, so that a busier machine weighs on both alike.
-            results["bare /healthz"].append(cpu_per_request(bare, "/healthz", HOST, requests))
-            order = list(timed) if round_ % 2 == 0 else list(reversed(timed))
-            for name in order:
-                times[name].append(cpu_per_request(client, timed[name], headers, requests))
-        for name, values in times.items():
-            results[f"{name} @{rows}"] = values
-        progress = ", ".join(f"{name} {statistics.median(v):.0f}" for name, v in times.items())
-        print(f"  {rows} rows, us per request: {progress}", file=sys.stderr, flush=True)
+        paths = pages(rows, seeded["last_item_id"])
+        print(f"  {rows} rows:", file=sys.stderr, flush=True)
+        runs.append((rows, *timed_rounds(bare, client, paths, headers, requests, rounds)))
+    for rows, times, bare_times in runs:
+        results["bare"] += bare_times
+        results["pages"] += [{"page": n, "rows": rows, "runs": v} for n, v in times.items()]
     return results
 
 
@@ -108,5 +120,5 @@ if __name__ == "__main__":
         output = seed(package, int(args[0]))
     else:
         sizes = [int(n) for n in args[0].split(",")]
-        output = cpu(package, sizes, int(args[1]), int(args[2]))
+        output = cpu(package, sizes, int(args[1]), int(args[2]), "probes" in args[3:])
     print(json.dumps(output))

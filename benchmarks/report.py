@@ -30,15 +30,11 @@ def markdown(results: dict) -> str:
     if results["cpu"]:
         lines += [
             "",
-            "| list page (limit=20), in process | database | rows | CPU us per request "
-            "| cost, x bare /healthz | x same page at smallest table |",
+            "| request, in process (list pages: limit=20, token) | database | rows "
+            "| CPU us per request | cost, x bare /healthz | x same page at smallest table |",
             "|---|---|---:|---:|---:|---:|",
         ]
-        lines += [
-            f"| `{r['page']}` | {r['database']} | {r['rows']:,} | {r['us']:.0f} "
-            f"| {r['cost_vs_bare']:.1f}x | {r['vs_smallest']:.2f}x |"
-            for r in results["cpu"]
-        ]
+        lines += [cpu_line(r) for r in results["cpu"]]
         bare = {r["database"]: r["bare_us"] for r in results["cpu"]}
         lines.append(
             "\nBare Flask /healthz in process: "
@@ -59,6 +55,17 @@ def markdown(results: dict) -> str:
         lines += ["", "Not measured in this run: " + "; ".join(results["skipped"]) + "."]
     lines += ["", "Not in the suite yet: " + "; ".join(results["not_built"]) + "."]
     return "\n".join(lines) + "\n"
+
+
+def cpu_line(r: dict) -> str:
+    """A page at a table size; a probe (no table size) gets dashes instead."""
+    sized = r["rows"] is not None
+    database, rows = (r["database"], f"{r['rows']:,}") if sized else ("-", "-")
+    growth = f"{r['vs_smallest']:.2f}x" if sized else "-"
+    return (
+        f"| `{r['page']}` | {database} | {rows} | {r['us']:.0f} "
+        f"| {r['cost_vs_bare']:.1f}x | {growth} |"
+    )
 
 
 def chart(results: dict, path: Path) -> None:
@@ -85,7 +92,7 @@ def chart(results: dict, path: Path) -> None:
     bars.legend(fontsize=8)
 
     lines: dict[tuple[str, str], list[tuple[int, float]]] = {}
-    for r in results["cpu"]:
+    for r in (r for r in results["cpu"] if r["rows"] is not None):
         lines.setdefault((r["database"], r["page"]), []).append((r["rows"], r["us"]))
     colours = {page: f"C{n}" for n, page in enumerate(dict.fromkeys(p for _, p in lines))}
     for (database, page), points in lines.items():

@@ -145,7 +145,6 @@ def http_rows(project: Path, python: Path, work: Path, args) -> list[dict]:
 
 
 def cpu_rows(project: Path, python: Path, work: Path, args, skipped: list[str]) -> list[dict]:
-    databases = {"sqlite": f"sqlite:///{work / 'cpu.db'}"}
     results = []
     for database in ("sqlite", "postgresql"):
         if database == "postgresql" and not service_available("127.0.0.1", 5432):
@@ -156,33 +155,32 @@ def cpu_rows(project: Path, python: Path, work: Path, args, skipped: list[str]) 
             with throwaway_database("flaskscale_bench") as name:
                 url = f"postgresql://postgres@127.0.0.1:5432/{name}"
                 timings = cpu_timings(project, python, work, url, args)
-        else:
-            timings = cpu_timings(project, python, work, databases[database], args)
-        bare = median(timings.pop("bare /healthz"))
-        smallest = min(int(key.rsplit("@", 1)[1]) for key in timings)
-        for key, values in timings.items():
-            page, rows = key.rsplit(" @", 1)
-            us = median(values)
-            first = median(timings[f"{page} @{smallest}"])
+        else:  # the probes need no database: timed once, here
+            url = f"sqlite:///{work / 'cpu.db'}"
+            timings = cpu_timings(project, python, work, url, args, "probes")
+        bare = median(timings["bare"])
+        smallest = {}
+        for page in timings["pages"]:
+            page["us"] = median(page["runs"])
+            smallest.setdefault(page["page"], page["us"])  # sizes come smallest first
+        for page in timings["pages"]:
             results.append(
                 {
-                    "page": page,
+                    **page,
                     "database": database,
-                    "rows": int(rows),
-                    "us": us,
                     "bare_us": bare,
-                    "cost_vs_bare": us / bare,
-                    "vs_smallest": us / first,
-                    "runs": values,
+                    "cost_vs_bare": page["us"] / bare,
+                    "vs_smallest": page["us"] / smallest[page["page"]] if page["rows"] else None,
                 }
             )
     return results
 
 
-def cpu_timings(project: Path, python: Path, work: Path, url: str, args) -> dict:
+def cpu_timings(project: Path, python: Path, work: Path, url: str, args, *extra: str) -> dict:
     env = production_env(project, url)
     env["PYTHONPATH"] += os.pathsep + str(work)
-    return in_project(python, env, "cpu", args.sizes, str(args.requests), str(args.rounds))
+    sizes = ",".join(str(n) for n in sorted(int(n) for n in args.sizes.split(",")))
+    return in_project(python, env, "cpu", sizes, str(args.requests), str(args.rounds), *extra)
 
 
 def wanted(args, key: str) -> bool:
