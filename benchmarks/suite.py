@@ -116,17 +116,17 @@ def http_rows(project: Path, python: Path, work: Path, args) -> list[dict]:
             continue
         instances = 1 if via == "direct" else 2
         generated_env = env if via == "direct" else {**env, "PROXY_COUNT": "1"}
-        servers, proxies = [], []
+        servers: list[Server] = []  # each one as it starts: a later failure stops them all
+        proxies: list[subprocess.Popen] = []
         try:
-            bare = [
-                Server("bare", python, work, env, ["--access-logfile", "-", "bare_app:app"])
-                for _ in range(instances)
-            ]
-            generated = [
-                Server(PACKAGE, python, project, generated_env, ["--config", "gunicorn.conf.py"])
-                for _ in range(instances)
-            ]
-            servers = [*bare, *generated]
+            for _ in range(instances):
+                servers.append(
+                    Server("bare", python, work, env, ["--access-logfile", "-", "bare_app:app"])
+                )
+            for _ in range(instances):
+                config = ["--config", "gunicorn.conf.py"]
+                servers.append(Server(PACKAGE, python, project, generated_env, config))
+            bare, generated = servers[:instances], servers[instances:]
             urls = [bare[0].url(""), generated[0].url("")]
             if via == "nginx":
                 for name, group in (("bare", bare), ("generated", generated)):

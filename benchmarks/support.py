@@ -162,7 +162,8 @@ def wait_until_answers(url: str, proc: subprocess.Popen, log: Path, seconds: flo
                     return
         except OSError:
             time.sleep(0.1)
-    proc.kill()
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)  # its workers too: it leads a session of its own
     raise SystemExit(f"{url} did not answer: see {log}\n{log.read_text()[-3000:]}")
 
 
