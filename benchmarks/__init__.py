@@ -1,0 +1,1 @@
+"""Benchmarks of the generated service against bare Flask: ``python -m benchmarks --help``."""

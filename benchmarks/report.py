@@ -1,0 +1,128 @@
+"""The results as a Markdown table, a JSON file and a PNG chart."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def markdown(results: dict) -> str:
+    meta = results["meta"]
+    lines = [
+        f"Benchmarks, {meta['mode']} mode: `{meta['command']}`  ",
+        f"{meta['date']}, {meta['cores']} cores, load average {meta['load_before']} before and "
+        f"{meta['load_after']} after; wrk {meta['wrk']}, {meta['seconds']} s a run, "
+        f"{meta['rounds']} rounds. Ratios compare runs of the same round, not figures of "
+        "different machines.",
+    ]
+    if results["http"]:
+        lines += [
+            "",
+            "| request | via | bare Flask /healthz, req/s | generated, req/s | ratio to bare "
+            "| p50 ms | p99 ms | failed |",
+            "|---|---|---:|---:|---:|---:|---:|---:|",
+        ]
+        lines += [
+            f"| `{r['label']}` | {r['via']} | {r['bare_rps']:.0f} | {r['rps']:.0f} "
+            f"| {r['ratio']:.2f}x | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['failed']} |"
+            for r in results["http"]
+        ]
+    if results["cpu"]:
+        lines += [
+            "",
+            "| request, in process (list pages: limit=20, token) | database | rows "
+            "| CPU us per request | cost, x bare /healthz | x same page at smallest table |",
+            "|---|---|---:|---:|---:|---:|",
+        ]
+        lines += [cpu_line(r) for r in results["cpu"]]
+        bare = {r["database"]: r["bare_us"] for r in results["cpu"]}
+        lines.append(
+            "\nBare Flask /healthz in process: "
+            + ", ".join(f"{us:.0f} us of CPU a request ({db} run)" for db, us in bare.items())
+        )
+    if results["commands"]:
+        lines += [
+            "",
+            "| command | flaskscale, s | copier, s | ratio |",
+            "|---|---:|---:|---:|",
+        ]
+        lines += [
+            f"| `{r['label']}` | {r['flaskscale_s']:.3f} | {r['copier_s']:.3f} "
+            f"| {r['ratio']:.2f}x |"
+            for r in results["commands"]
+        ]
+    if results["skipped"]:
+        lines += ["", "Not measured in this run: " + "; ".join(results["skipped"]) + "."]
+    lines += ["", "Not in the suite yet: " + "; ".join(results["not_built"]) + "."]
+    return "\n".join(lines) + "\n"
+
+
+def cpu_line(r: dict) -> str:
+    """A page at a table size; a probe (no table size) gets dashes instead."""
+    sized = r["rows"] is not None
+    database, rows = (r["database"], f"{r['rows']:,}") if sized else ("-", "-")
+    growth = f"{r['vs_smallest']:.2f}x" if sized else "-"
+    return (
+        f"| `{r['page']}` | {database} | {rows} | {r['us']:.0f} "
+        f"| {r['cost_vs_bare']:.1f}x | {growth} |"
+    )
+
+
+def chart(results: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (bars, curves) = plt.subplots(1, 2, figsize=(14, 6))
+    http = results["http"]
+    labels = [f"{r['label']} ({r['via']})" for r in http]
+    positions = range(len(http))
+    bars.barh(
+        [p + 0.2 for p in positions],
+        [r["bare_rps"] for r in http],
+        0.4,
+        label="bare Flask /healthz",
+    )
+    bars.barh([p - 0.2 for p in positions], [r["rps"] for r in http], 0.4, label="generated")
+    bars.set_yticks(list(positions), labels, fontsize=8)
+    bars.invert_yaxis()
+    bars.set_xlabel("requests per second (median)")
+    bars.set_title("HTTP, gunicorn -w 2 -k gthread --threads 4")
+    bars.legend(fontsize=8)
+
+    lines: dict[tuple[str, str], list[tuple[int, float]]] = {}
+    for r in (r for r in results["cpu"] if r["rows"] is not None):
+        lines.setdefault((r["database"], r["page"]), []).append((r["rows"], r["us"]))
+    colours = {page: f"C{n}" for n, page in enumerate(dict.fromkeys(p for _, p in lines))}
+    for (database, page), points in lines.items():
+        style = "-" if database == "sqlite" else "--"
+        curves.plot(
+            *zip(*sorted(points), strict=True),
+            style,
+            color=colours[page],
+            marker="o",
+            label=f"{page} ({database})",
+        )
+    if lines:
+        curves.set_xscale("log")
+        curves.legend(fontsize=7)
+    curves.set_xlabel("rows in the table")
+    curves.set_ylabel("CPU us per request (median)")
+    curves.set_title("List pages, in process")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def write(results: dict, directory: Path) -> dict[str, Path]:
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = {
+        "markdown": directory / "results.md",
+        "json": directory / "results.json",
+        "chart": directory / "results.png",
+    }
+    paths["markdown"].write_text(markdown(results))
+    paths["json"].write_text(json.dumps(results, indent=2) + "\n")
+    chart(results, paths["chart"])
+    return paths
