@@ -122,9 +122,14 @@ def _reference_patterns(rel: str, is_dir: bool) -> list[str]:
 # Flask's own templates are copied verbatim and are Jinja by design.
 FLASK_TEMPLATES = re.compile(rf"^{SLUG}/(?:web|api)/templates/.+\.html$")
 _JINJA = re.compile(r"\{\{|\{%|\{#")
-# Not Jinja: GitHub Actions expressions, Go templates (docker inspect, helm).
+# Not Jinja: GitHub Actions expressions, Go templates (docker inspect, helm), Prometheus's alert
+# templates (Go templates of $value and $labels), Grafana's legends ({{label}}).
 _LEGIT_JINJA_LIKE = {
     re.compile(r"^\.github/workflows/[^/]+\.ya?ml$"): re.compile(r"\$\{\{.*?\}\}"),
+    re.compile(r"^deploy/(prometheus|k8s/overlays/monitoring)/[^/]+\.ya?ml$"): re.compile(
+        r"\{\{\s*\$[a-z].*?\}\}"
+    ),
+    re.compile(r"^deploy/grafana/[^/]+\.json$"): re.compile(r"\{\{[a-z_]+\}\}"),
 }
 _GO_TEMPLATE = re.compile(r"\{\{-?\s*\.[A-Za-z].*?\}\}")
 
