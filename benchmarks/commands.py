@@ -8,8 +8,9 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from statistics import median
 
-from benchmarks.support import REPO, median
+from benchmarks.support import REPO
 
 
 def pairs(work: Path) -> list[tuple[str, list[str], list[str]]]:

@@ -13,13 +13,13 @@ import json
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
+from statistics import median
 
 from benchmarks.support import (
     HOST,
     Server,
     free_port,
     local_config,
-    median,
     wait_until_answers,
     wrk,
 )

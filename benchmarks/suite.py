@@ -26,12 +26,12 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from statistics import median
 
 from benchmarks import commands, load, report
 from benchmarks.support import (
     REPO,
     Server,
-    median,
     production_env,
     project_venv,
     render_project,

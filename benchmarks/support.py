@@ -13,14 +13,11 @@ import os
 import re
 import secrets
 import signal
-import socket
-import statistics
 import subprocess
 import sys
 import time
 import tomllib
-import urllib.request
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -29,10 +26,11 @@ sys.path.insert(0, str(REPO / "tests"))
 
 from support.nginx import local_config  # noqa: E402
 from support.postgres import throwaway_database  # noqa: E402
+from support.processes import answers  # noqa: E402
 from support.rendering import preset, render, snapshot_template  # noqa: E402
-from support.services import service_available  # noqa: E402
+from support.services import free_port, service_available  # noqa: E402
 
-__all__ = ["local_config", "service_available", "throwaway_database"]
+__all__ = ["free_port", "local_config", "service_available", "throwaway_database"]
 
 HOST = "127.0.0.1"
 # The worker settings both servers of a comparison get, whatever the project's config says.
@@ -46,16 +44,6 @@ NO_RATE_LIMITS = {
     # A full run lasts longer than an access token's default 15 minutes.
     "ACCESS_TOKEN_MINUTES": "600",
 }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
-
-
-def median(values: Sequence[float]) -> float:
-    return statistics.median(values)
 
 
 def render_project(root: Path, name: str, preset_name: str, **answers: Any) -> Path:
@@ -156,12 +144,9 @@ class Server:
 def wait_until_answers(url: str, proc: subprocess.Popen, log: Path, seconds: float = 60) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline and proc.poll() is None:
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.1)
+        if answers(url) is not None:
+            return
+        time.sleep(0.1)
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)  # its workers too: it leads a session of its own
     raise SystemExit(f"{url} did not answer: see {log}\n{log.read_text()[-3000:]}")

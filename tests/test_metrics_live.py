@@ -248,6 +248,7 @@ def test_an_asynchronous_request_moves_the_celery_task_counters(stack):
 def worker_metric(stack: Observed, name: str, labels: dict[str, str]) -> float | None:
     """A sample of the worker's own /metrics page, as Prometheus would read it."""
     page = requests.get(f"http://{HOST}:{stack.metrics_ports['worker']}/metrics", timeout=10)
+    assert page.status_code == 200, page.text  # a collector that raised fails the whole page
     for family in text_string_to_metric_families(page.text):
         for sample in family.samples:
             if sample.name == name and labels.items() <= sample.labels.items():
