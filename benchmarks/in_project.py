@@ -5,7 +5,8 @@ production settings in the environment; prints JSON.
         Tables, a reader with ITEMS items and a writer with none, and a token for each.
     python in_project.py PACKAGE cpu ROWS[,ROWS...] REQUESTS ROUNDS [probes]
         CPU time (time.process_time) per request of the list pages, v1 (first, middle and last
-        page) and v2 (cursor at the same depths), through the test client, for each table size;
+        page; the first with its total) and v2 (cursor at the same depths), through the test
+        client, for each table size;
         with "probes", of /healthz and the anonymous index page too; and of bare Flask's
         /healthz, the same way.
 """
@@ -64,6 +65,7 @@ def pages(rows: int, last_id: int) -> dict[str, str]:
         "v1 first": f"/api/v1/items?limit={PAGE}",
         "v1 middle": f"/api/v1/items?limit={PAGE}&offset={rows // 2}",
         "v1 last": f"/api/v1/items?limit={PAGE}&offset={rows - PAGE}",
+        "v1 first, total": f"/api/v1/items?limit={PAGE}&total=true",
         "v2 first": f"/api/v2/items?limit={PAGE}",
         "v2 middle": f"/api/v2/items?limit={PAGE}&cursor={cursor(last_id - rows // 2 + 1)}",
         "v2 last": f"/api/v2/items?limit={PAGE}&cursor={cursor(first_id + PAGE)}",
