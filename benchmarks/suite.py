@@ -28,7 +28,7 @@ import tempfile
 from pathlib import Path
 from statistics import median
 
-from benchmarks import commands, load, report
+from benchmarks import celery_trip, commands, load, report
 from benchmarks.support import (
     REPO,
     Server,
@@ -51,7 +51,14 @@ ANSWERS = {
 }
 HTTP_ITEMS = 1000  # the reader's items in the HTTP rows' database
 MODES = {
-    "quick": {"seconds": 2, "rounds": 3, "sizes": "1000,10000", "requests": 100, "repeats": 3},
+    "quick": {
+        "seconds": 2,
+        "rounds": 3,
+        "sizes": "1000,10000",
+        "requests": 100,
+        "repeats": 3,
+        "jobs": 40,
+    },
     # 6 s a run and 300 requests a timing took 18.4 min on 2 busy cores (load 3-6): trimmed.
     "full": {
         "seconds": 5,
@@ -59,12 +66,11 @@ MODES = {
         "sizes": "1000,10000,100000",
         "requests": 200,
         "repeats": 7,
+        "jobs": 200,
     },
 }
-SECTIONS = ["cpu", "commands"]
+SECTIONS = ["cpu", "celery", "commands"]
 NOT_BUILT = [
-    "signed-in web page",
-    "Celery round trip (202 to result)",
     "Socket.IO fan-out to 1,000 clients over two processes",
 ]
 
@@ -79,6 +85,7 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--sizes", help="table sizes of the CPU rows, e.g. 1000,10000")
     parser.add_argument("--requests", type=int, help="requests per CPU timing")
     parser.add_argument("--repeats", type=int, help="runs of each command")
+    parser.add_argument("--jobs", type=int, help="Celery jobs per batch (one batch a round)")
     parser.add_argument(
         "--only",
         help="comma-separated rows and sections, e.g. healthz,v2_items,cpu (the JSON's keys)",
@@ -93,8 +100,8 @@ def arguments() -> argparse.Namespace:
     return args
 
 
-def in_project(python: Path, env: dict, *args: str) -> dict:
-    cmd = [str(python), str(IN_PROJECT), PACKAGE, *args]
+def in_project(python: Path, env: dict, *args: str, package: str = PACKAGE) -> dict:
+    cmd = [str(python), str(IN_PROJECT), package, *args]
     done = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, text=True)
     if done.returncode:
         raise SystemExit(f"{shlex.join(cmd)} failed")
@@ -184,6 +191,21 @@ def cpu_timings(project: Path, python: Path, work: Path, url: str, args, *extra:
     return in_project(python, env, "cpu", sizes, str(args.requests), str(args.rounds), *extra)
 
 
+def celery_row(work: Path, args) -> dict:
+    """The project again with Celery (a package of its own name, so a queue of its own), and
+    the round trip of its asynchronous report against bare Flask + Celery."""
+    package = f"{PACKAGE}_celery"
+    project = render_project(work, package, "full", **{**ANSWERS, "celery": True})
+    python = project_venv(project)
+    env = production_env(project, f"sqlite:///{work / 'celery.db'}")
+    env["PYTHONPATH"] += os.pathsep + str(work)
+
+    def seed(side_env: dict) -> dict:
+        return in_project(python, side_env, "seed", "0", package=package)
+
+    return celery_trip.measure(project, python, work, env, seed, args.jobs, args.rounds)
+
+
 def wanted(args, key: str) -> bool:
     return args.only is None or key in args.only
 
@@ -208,6 +230,7 @@ def main() -> None:
         },
         "http": [],
         "cpu": [],
+        "celery": None,
         "commands": [],
         "skipped": [],
         "not_built": NOT_BUILT,
@@ -219,6 +242,8 @@ def main() -> None:
         results["http"] = http_rows(project, python, work, args)
         if wanted(args, "cpu"):
             results["cpu"] = cpu_rows(project, python, work, args, results["skipped"])
+        if wanted(args, "celery"):
+            results["celery"] = celery_row(work, args)
         if wanted(args, "commands"):
             print("Commands:", flush=True)
             results["commands"] = commands.measure(work, args.repeats)
