@@ -1,13 +1,15 @@
 """The generated service side by side with bare Flask: ``python -m benchmarks [--quick]``.
 
-Renders a project (web UI and API v1+v2, SQLite), installs its dependencies into a cached
-virtualenv, and measures, each against bare Flask in the same run:
+Renders a project (web UI and API v1+v2, SQLite; again with Celery for its row), installs its
+dependencies into a cached virtualenv, and measures, each against bare Flask in the same run:
 
 * requests per second over HTTP (wrk), gunicorn ``-w 2 -k gthread --threads 4`` on both sides,
   production settings, rate limits raised out of the way; then the same through the project's
   nginx config over two instances of each;
-* CPU time per request of the API's list pages in process, by table size and page depth, on
-  SQLite and (if its server answers on 127.0.0.1:5432) PostgreSQL;
+* CPU time per request of the API's list pages and of the signed-in home page in process, by
+  table size and page depth, on SQLite and (if its server answers on 127.0.0.1:5432) PostgreSQL;
+* the Celery round trip, from an asynchronous request's 202 to its result, of the project
+  rendered with Celery against bare Flask + bare Celery (``celery_trip.py``);
 * ``flaskscale --help`` and ``flaskscale new`` against bare Copier.
 
 It prints a table and writes it, a JSON file and a PNG chart to ``benchmarks/results/``.
@@ -242,7 +244,9 @@ def main() -> None:
         results["http"] = http_rows(project, python, work, args)
         if wanted(args, "cpu"):
             results["cpu"] = cpu_rows(project, python, work, args, results["skipped"])
-        if wanted(args, "celery"):
+        if wanted(args, "celery") and shutil.which("redis-server") is None:
+            results["skipped"].append("Celery round trip (no redis-server to start)")
+        elif wanted(args, "celery"):
             results["celery"] = celery_row(work, args)
         if wanted(args, "commands"):
             print("Commands:", flush=True)
