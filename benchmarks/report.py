@@ -77,7 +77,7 @@ def celery_lines(r: dict) -> list[str]:
     lines.append(
         f"\nWorkers: the project's `{r['worker']}` and bare Celery's `{r['bare_worker']}`. "
         "A job is seen done up to one poll interval and one poll's round trip after it is; "
-        "p99 of a few hundred jobs is close to their slowest."
+        "p99 of this many jobs is close to their slowest."
     )
     return lines
 

@@ -68,7 +68,7 @@ MODES = {
         "sizes": "1000,10000,100000",
         "requests": 200,
         "repeats": 7,
-        "jobs": 200,
+        "jobs": 120,
     },
 }
 SECTIONS = ["cpu", "celery", "commands"]
