@@ -1,13 +1,15 @@
 """The generated service side by side with bare Flask: ``python -m benchmarks [--quick]``.
 
-Renders a project (web UI and API v1+v2, SQLite), installs its dependencies into a cached
-virtualenv, and measures, each against bare Flask in the same run:
+Renders a project (web UI and API v1+v2, SQLite; again with Celery for its row), installs its
+dependencies into a cached virtualenv, and measures, each against bare Flask in the same run:
 
 * requests per second over HTTP (wrk), gunicorn ``-w 2 -k gthread --threads 4`` on both sides,
   production settings, rate limits raised out of the way; then the same through the project's
   nginx config over two instances of each;
-* CPU time per request of the API's list pages in process, by table size and page depth, on
-  SQLite and (if its server answers on 127.0.0.1:5432) PostgreSQL;
+* CPU time per request of the API's list pages and of the signed-in home page in process, by
+  table size and page depth, on SQLite and (if its server answers on 127.0.0.1:5432) PostgreSQL;
+* the Celery round trip, from an asynchronous request's 202 to its result, of the project
+  rendered with Celery against bare Flask + bare Celery (``celery_trip.py``);
 * ``flaskscale --help`` and ``flaskscale new`` against bare Copier.
 
 It prints a table and writes it, a JSON file and a PNG chart to ``benchmarks/results/``.
@@ -28,7 +30,7 @@ import tempfile
 from pathlib import Path
 from statistics import median
 
-from benchmarks import commands, load, report
+from benchmarks import celery_trip, commands, load, report
 from benchmarks.support import (
     REPO,
     Server,
@@ -51,7 +53,14 @@ ANSWERS = {
 }
 HTTP_ITEMS = 1000  # the reader's items in the HTTP rows' database
 MODES = {
-    "quick": {"seconds": 2, "rounds": 3, "sizes": "1000,10000", "requests": 100, "repeats": 3},
+    "quick": {
+        "seconds": 2,
+        "rounds": 3,
+        "sizes": "1000,10000",
+        "requests": 100,
+        "repeats": 3,
+        "jobs": 40,
+    },
     # 6 s a run and 300 requests a timing took 18.4 min on 2 busy cores (load 3-6): trimmed.
     "full": {
         "seconds": 5,
@@ -59,12 +68,11 @@ MODES = {
         "sizes": "1000,10000,100000",
         "requests": 200,
         "repeats": 7,
+        "jobs": 120,
     },
 }
-SECTIONS = ["cpu", "commands"]
+SECTIONS = ["cpu", "celery", "commands"]
 NOT_BUILT = [
-    "signed-in web page",
-    "Celery round trip (202 to result)",
     "Socket.IO fan-out to 1,000 clients over two processes",
 ]
 
@@ -79,6 +87,7 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--sizes", help="table sizes of the CPU rows, e.g. 1000,10000")
     parser.add_argument("--requests", type=int, help="requests per CPU timing")
     parser.add_argument("--repeats", type=int, help="runs of each command")
+    parser.add_argument("--jobs", type=int, help="Celery jobs per batch (one batch a round)")
     parser.add_argument(
         "--only",
         help="comma-separated rows and sections, e.g. healthz,v2_items,cpu (the JSON's keys)",
@@ -93,8 +102,8 @@ def arguments() -> argparse.Namespace:
     return args
 
 
-def in_project(python: Path, env: dict, *args: str) -> dict:
-    cmd = [str(python), str(IN_PROJECT), PACKAGE, *args]
+def in_project(python: Path, env: dict, *args: str, package: str = PACKAGE) -> dict:
+    cmd = [str(python), str(IN_PROJECT), package, *args]
     done = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, text=True)
     if done.returncode:
         raise SystemExit(f"{shlex.join(cmd)} failed")
@@ -184,6 +193,21 @@ def cpu_timings(project: Path, python: Path, work: Path, url: str, args, *extra:
     return in_project(python, env, "cpu", sizes, str(args.requests), str(args.rounds), *extra)
 
 
+def celery_row(work: Path, args) -> dict:
+    """The project again with Celery (a package of its own name, so a queue of its own), and
+    the round trip of its asynchronous report against bare Flask + Celery."""
+    package = f"{PACKAGE}_celery"
+    project = render_project(work, package, "full", **{**ANSWERS, "celery": True})
+    python = project_venv(project)
+    env = production_env(project, f"sqlite:///{work / 'celery.db'}")
+    env["PYTHONPATH"] += os.pathsep + str(work)
+
+    def seed(side_env: dict) -> dict:
+        return in_project(python, side_env, "seed", "0", package=package)
+
+    return celery_trip.measure(project, python, work, env, seed, args.jobs, args.rounds)
+
+
 def wanted(args, key: str) -> bool:
     return args.only is None or key in args.only
 
@@ -208,6 +232,7 @@ def main() -> None:
         },
         "http": [],
         "cpu": [],
+        "celery": None,
         "commands": [],
         "skipped": [],
         "not_built": NOT_BUILT,
@@ -219,6 +244,10 @@ def main() -> None:
         results["http"] = http_rows(project, python, work, args)
         if wanted(args, "cpu"):
             results["cpu"] = cpu_rows(project, python, work, args, results["skipped"])
+        if wanted(args, "celery") and shutil.which("redis-server") is None:
+            results["skipped"].append("Celery round trip (no redis-server to start)")
+        elif wanted(args, "celery"):
+            results["celery"] = celery_row(work, args)
         if wanted(args, "commands"):
             print("Commands:", flush=True)
             results["commands"] = commands.measure(work, args.repeats)

@@ -24,13 +24,23 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
+from support.celery import node_name  # noqa: E402
 from support.nginx import local_config  # noqa: E402
 from support.postgres import throwaway_database  # noqa: E402
-from support.processes import answers  # noqa: E402
+from support.processes import Process, answers  # noqa: E402
+from support.redis import RedisServer  # noqa: E402
 from support.rendering import preset, render, snapshot_template  # noqa: E402
 from support.services import free_port, service_available  # noqa: E402
 
-__all__ = ["free_port", "local_config", "service_available", "throwaway_database"]
+__all__ = [
+    "Process",
+    "RedisServer",
+    "free_port",
+    "local_config",
+    "node_name",
+    "service_available",
+    "throwaway_database",
+]
 
 HOST = "127.0.0.1"
 # The worker settings both servers of a comparison get, whatever the project's config says.
