@@ -42,6 +42,7 @@ from benchmarks.support import (
 )
 
 PACKAGE = "bench_app"
+CELERY_PACKAGE = f"{PACKAGE}_celery"
 IN_PROJECT = Path(__file__).with_name("in_project.py")
 # The project measured: every page kind the rows need, and nothing that needs a service.
 ANSWERS = {
@@ -193,12 +194,10 @@ def cpu_timings(project: Path, python: Path, work: Path, url: str, args, *extra:
     return in_project(python, env, "cpu", sizes, str(args.requests), str(args.rounds), *extra)
 
 
-def celery_row(work: Path, args) -> dict:
-    """The project again with Celery (a package of its own name, so a queue of its own), and
-    the round trip of its asynchronous report against bare Flask + Celery."""
-    package = f"{PACKAGE}_celery"
-    project = render_project(work, package, "full", **{**ANSWERS, "celery": True})
-    python = project_venv(project)
+def celery_row(project: Path, python: Path, work: Path, args) -> dict:
+    """The round trip of the project rendered with Celery (``CELERY_PACKAGE``: a queue of its
+    own) against bare Flask + Celery."""
+    package = CELERY_PACKAGE
     env = production_env(project, f"sqlite:///{work / 'celery.db'}")
     env["PYTHONPATH"] += os.pathsep + str(work)
 
@@ -240,14 +239,20 @@ def main() -> None:
     try:
         project = render_project(work, PACKAGE, "full", **ANSWERS)
         (work / "bare_app.py").write_text(load.BARE_APP)
-        python = project_venv(project)
+        with_celery = wanted(args, "celery") and shutil.which("redis-server") is not None
+        # The project again with Celery, for its row: rendered first, so that one virtualenv
+        # holds what both need.
+        if with_celery:
+            answers = {**ANSWERS, "celery": True}
+            celery_project = render_project(work, CELERY_PACKAGE, "full", **answers)
+        python = project_venv(project, *([celery_project] if with_celery else []))
         results["http"] = http_rows(project, python, work, args)
         if wanted(args, "cpu"):
             results["cpu"] = cpu_rows(project, python, work, args, results["skipped"])
-        if wanted(args, "celery") and shutil.which("redis-server") is None:
-            results["skipped"].append("Celery round trip (no redis-server to start)")
+        if with_celery:
+            results["celery"] = celery_row(celery_project, python, work, args)
         elif wanted(args, "celery"):
-            results["celery"] = celery_row(work, args)
+            results["skipped"].append("Celery round trip (no redis-server to start)")
         if wanted(args, "commands"):
             print("Commands:", flush=True)
             results["commands"] = commands.measure(work, args.repeats)
