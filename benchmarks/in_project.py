@@ -10,11 +10,14 @@ production settings in the environment; prints JSON.
         signed-in home page (the reader's newest 20 items), through the test client, for each
         table size; with "probes", of /healthz and the anonymous index page too; and of bare
         Flask's /healthz, the same way.
+    python in_project.py PACKAGE instructions SHIM ROWS REQUESTS
+        Run under callgrind by ``benchmarks.instructions``: see instructions() below.
 """
 
 from __future__ import annotations
 
 import base64
+import ctypes
 import importlib
 import json
 import re
@@ -162,10 +165,40 @@ def cpu(package: str, sizes: list[int], requests: int, rounds: int, probes: bool
     return results
 
 
+def instructions(package: str, shim: str, rows: int, requests: int) -> dict:
+    """Under callgrind (started with instrumentation off): each request of ``REQUESTS`` counted
+    alone, ``requests`` times, through ``shim``'s start() and stop(name), which dump the count."""
+    counter = ctypes.CDLL(shim)
+    bare = importlib.import_module("bare_app").app.test_client()
+    app = importlib.import_module(package).create_app()
+    client = app.test_client()
+    seeded = seed(package, rows)
+    token = {**HOST, "Authorization": f"Bearer {seeded['reader_token']}"}
+    paths = pages(rows, seeded["last_item_id"])
+    counted = {
+        "bare /healthz": (bare, "/healthz", HOST),
+        "GET /healthz": (client, "/healthz", HOST),
+        "GET / (anonymous)": (client, "/", HOST),
+        "web / signed in": signed_in_home(app, seeded["browser_headers"]),
+        **{name: (client, paths[name], token) for name in ("v1 first", "v2 first")},
+    }
+    for name, (browser, path, headers) in counted.items():
+        for _ in range(20):  # warm: imports, caches, pools
+            response = browser.get(path, headers=headers)
+        assert response.status_code == 200, (path, response.status_code)
+        counter.start()
+        for _ in range(requests):
+            browser.get(path, headers=headers)
+        counter.stop(name.encode())
+    return {"counted": list(counted), "rows": rows, "requests": requests}
+
+
 if __name__ == "__main__":
     package, command, *args = sys.argv[1:]
     if command == "seed":
         output = seed(package, int(args[0]))
+    elif command == "instructions":
+        output = instructions(package, args[0], int(args[1]), int(args[2]))
     else:
         sizes = [int(n) for n in args[0].split(",")]
         output = cpu(package, sizes, int(args[1]), int(args[2]), "probes" in args[3:])

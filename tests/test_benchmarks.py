@@ -80,3 +80,25 @@ def test_the_celery_row_runs_the_procfiles_worker_command(tmp_path):
     at_defaults = re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", procfile)  # ${VAR:-default}
     assert f" {' '.join(command)}\n" in at_defaults, (command, procfile)
     assert with_app(command, "bare:app") == ["celery", "-A", "bare:app", *command[3:]]
+
+
+def test_instruction_counts_come_for_every_request_with_bare_flask_as_one(tmp_path):
+    """``python -m benchmarks.instructions``: callgrind's count of each in-process request."""
+    require_command("valgrind")
+    require_command("cc")
+    cmd = [sys.executable, "-m", "benchmarks.instructions", "--rows", "30", "--requests", "2"]
+    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    rows = re.findall(r"^\| `?([^|`]+)`? \| ([\d,]+) \| (\d+\.\d\d)x \|$", done.stdout, re.M)
+    names = [name for name, _, _ in rows]
+    assert names == [
+        "bare Flask /healthz",
+        "GET /healthz",
+        "GET / (anonymous)",
+        "web / signed in",
+        "v1 first",
+        "v2 first",
+    ]
+    counts = {name: int(count.replace(",", "")) for name, count, _ in rows}
+    # The generated app does more than bare Flask on every request (hooks, headers, metrics).
+    assert all(counts[name] > counts["bare Flask /healthz"] > 100_000 for name in names[1:])
