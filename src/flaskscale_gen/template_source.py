@@ -13,6 +13,10 @@ that carries those names as tags:
 * ``FLASKSCALE_TEMPLATE_MIRROR``: any other copy of the repository (a path or URL), tagged the
   same way, e.g. a company mirror.
 
+``flaskscale new`` needs only the installed version: from a checkout or a mirror it renders
+that commit's files as a plain folder (``installed_template``) and records the same
+``_src_path`` and ``_commit`` itself.
+
 Plain ``copier update`` elsewhere fetches the canonical URL, which carries the same names as
 tags once they are published (``python -m flaskscale_gen.history tag``).
 """
