@@ -91,6 +91,18 @@ def test_new_into_an_existing_empty_folder(tmp_path):
     assert not (dest / ".git").exists()
 
 
+def test_new_prints_the_project_name_as_given(tmp_path):
+    """``new``'s lines are plain text: brackets in a name are not taken for Rich markup."""
+    dest = tmp_path / "shop"
+    name = "[bold]Shop[/bold] :smile:"
+    result = invoke(
+        "new", str(dest), "-y", "--no-git", "--preset", "minimal", "-d", f"project_name={name}"
+    )
+    assert result.exit_code == 0, result.output
+    assert f"Created {name!r} in {dest}, from template v" in result.stdout
+    assert answers_of(dest)["project_name"] == name
+
+
 def test_preset_answers_can_be_overridden_with_data(tmp_path):
     dest = tmp_path / "svc"
     result = invoke(

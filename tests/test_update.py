@@ -373,6 +373,15 @@ def test_a_checkout_renders_its_last_commit_and_warns_of_uncommitted_changes(
     assert len(warnings) == 1 and "uncommitted template changes" in warnings[0], result.stderr
     assert "Not committed yet" not in (tmp_path / "demo/README.md").read_text()
     assert answers_of(tmp_path / "demo")["_commit"] == "v0.3.0"
+    assert answers_of(tmp_path / "demo")["_src_path"] == CANONICAL_URL
+
+
+def test_new_refuses_a_version_its_mirror_does_not_have(monkeypatch, versions, tmp_path):
+    as_installed(monkeypatch, versions, "0.9.0")
+    result = runner.invoke(app, ["new", str(tmp_path / "demo"), "-y", "--preset", "minimal"])
+    assert result.exit_code == 2
+    assert f"template v0.9.0 is not in {versions.repo}" in result.output
+    assert not (tmp_path / "demo").exists()
 
 
 def test_the_history_names_every_commit_and_refuses_a_shallow_clone(versions, tmp_path):

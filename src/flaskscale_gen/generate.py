@@ -19,9 +19,9 @@ from flaskscale_gen.errors import FlaskscaleError
 from flaskscale_gen.template_source import (
     CANONICAL_URL,
     Source,
+    installed_template,
     record_source,
     running_copier,
-    template_source,
 )
 
 
@@ -67,7 +67,7 @@ def render(
     """
     import copier
 
-    with template_source() as source:
+    with installed_template() as source:
         vcs_ref = None if source.plain_folder else source.installed
         with running_copier(
             source.env,

@@ -55,27 +55,51 @@ def git_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k not in redirecting}
 
 
-def git(repo: Path | str, *args: str, stdin: str | None = None) -> str:
+def git_bytes(
+    repo: Path | str, *args: str, stdin: bytes | None = None, env: dict[str, str] | None = None
+) -> bytes:
     proc = subprocess.run(
         ["git", *args],
         cwd=repo,
-        env=git_env(),
+        env={**git_env(), **(env or {})},
         input=stdin,
         capture_output=True,
-        text=True,
         check=False,
     )
     if proc.returncode:
-        detail = proc.stderr.strip().splitlines()
+        detail = proc.stderr.decode(errors="replace").strip().splitlines()
         raise HistoryError(f"git {args[0]} failed in {repo}: {detail[-1] if detail else '?'}")
     return proc.stdout
 
 
-def declared_version(repo: Path, commit: str) -> str | None:
-    """The version in ``pyproject.toml`` at ``commit`` (None before there was one)."""
-    listed = git(repo, "ls-tree", "--name-only", commit, "--", VERSION_FILE).strip()
-    match = _VERSION_LINE.search(git(repo, "show", f"{commit}:{VERSION_FILE}")) if listed else None
-    return match[1] if match else None
+def git(repo: Path | str, *args: str, stdin: str | None = None) -> str:
+    return git_bytes(repo, *args, stdin=None if stdin is None else stdin.encode()).decode()
+
+
+def declared_versions(repo: Path, commits: list[str]) -> dict[str, str | None]:
+    """The version in ``pyproject.toml`` at each of ``commits`` (None before there was one).
+
+    One ``git cat-file --batch`` reads them all: a git process per commit was most of the
+    time ``flaskscale new`` spent before Copier started.
+    """
+    request = "".join(f"{commit}:{VERSION_FILE}\n" for commit in commits).encode()
+    out = git_bytes(repo, "cat-file", "--batch", stdin=request)
+    declared: dict[str, str | None] = {}
+    pos = 0
+    for commit in commits:
+        # "<object> <type> <size>\n<content>\n", or "<request> missing\n" (no such file).
+        end = out.index(b"\n", pos)
+        header = out[pos:end].split()
+        pos = end + 1
+        if header[-1] == b"missing":
+            declared[commit] = None
+            continue
+        size = int(header[2])
+        content = out[pos : pos + size].decode(errors="replace") if header[1] == b"blob" else ""
+        pos += size + 1
+        match = _VERSION_LINE.search(content)
+        declared[commit] = match[1] if match else None
+    return declared
 
 
 def versions(repo: Path, rev: str = "HEAD") -> list[TemplateVersion]:
@@ -87,13 +111,16 @@ def versions(repo: Path, rev: str = "HEAD") -> list[TemplateVersion]:
         )
     commits = git(repo, "rev-list", "--first-parent", "--reverse", rev).split()
     touched = set(git(repo, "rev-list", "--first-parent", rev, "--", VERSION_FILE).split())
+    declared_at = declared_versions(
+        repo, [c for i, c in enumerate(commits) if i == 0 or c in touched]
+    )
     named: list[TemplateVersion] = []
     seen: set[str] = set()
     base: str | None = None
     start = 0
     for index, commit in enumerate(commits):
-        if index == 0 or commit in touched:
-            declared = declared_version(repo, commit)
+        if commit in declared_at:
+            declared = declared_at[commit]
             if declared != base:
                 if declared in seen:
                     raise HistoryError(
@@ -111,9 +138,32 @@ def versions(repo: Path, rev: str = "HEAD") -> list[TemplateVersion]:
     return named
 
 
+def export(repo: Path | str, commit: str, paths: tuple[str, ...], dest: Path) -> None:
+    """The files under ``paths`` as ``commit`` has them, written into ``dest`` by git itself.
+
+    ``git restore`` into ``dest`` with an index of its own: modes, symlinks and line endings
+    as a checkout writes them, and the repository's own index and work tree left alone.
+    """
+    present = git(repo, "ls-tree", "--name-only", commit, "--", *paths).splitlines()
+    if not present:
+        raise HistoryError(f"{commit[:12]} in {repo} has none of {', '.join(paths)}")
+    dest.mkdir(parents=True, exist_ok=True)
+    git_bytes(
+        repo, f"--work-tree={dest}", "restore", f"--source={commit}", "--worktree", "--",
+        *present, env={"GIT_INDEX_FILE": str(dest.parent / f".{dest.name}.index")},
+    )  # fmt: skip
+
+
 def is_dirty(repo: Path, *paths: str) -> bool:
     """Uncommitted or untracked changes under ``paths`` (every path when none is given)."""
     return bool(git(repo, "status", "--porcelain", "--", *paths).strip())
+
+
+def cloned_versions(source: str | Path, dest: Path) -> list[TemplateVersion]:
+    """A bare clone of ``source`` (a checkout, a repository URL or a bundle) at ``dest``,
+    without its tags, and the versions of its history."""
+    git(dest.parent, "clone", "--bare", "--quiet", "--no-tags", str(source), str(dest))
+    return versions(dest)
 
 
 def tagged_repository(source: str | Path, dest: Path) -> list[TemplateVersion]:
@@ -122,8 +172,7 @@ def tagged_repository(source: str | Path, dest: Path) -> list[TemplateVersion]:
     ``source`` is a checkout, a repository URL or a bundle; its own tags are replaced, so a
     release tag and the derived name can never disagree.
     """
-    git(dest.parent, "clone", "--bare", "--quiet", "--no-tags", str(source), str(dest))
-    named = versions(dest)
+    named = cloned_versions(source, dest)
     commands = "".join(f"create refs/tags/{v.name} {v.commit}\n" for v in named)
     git(dest, "update-ref", "--stdin", stdin=commands)
     return named

@@ -13,6 +13,10 @@ that carries those names as tags:
 * ``FLASKSCALE_TEMPLATE_MIRROR``: any other copy of the repository (a path or URL), tagged the
   same way, e.g. a company mirror.
 
+``flaskscale new`` needs only the installed version: from a checkout or a mirror it renders
+that commit's files as a plain folder (``installed_template``) and records the same
+``_src_path`` and ``_commit`` itself.
+
 Plain ``copier update`` elsewhere fetches the canonical URL, which carries the same names as
 tags once they are published (``python -m flaskscale_gen.history tag``).
 """
@@ -133,6 +137,44 @@ def template_source() -> Iterator[Source]:
             else:  # a wheel from a plain export: its files are the release it names
                 version = installed_template_version()
                 yield Source([version], version, plain_folder=root)
+
+
+@contextmanager
+def installed_template() -> Iterator[Source]:
+    """The version ``flaskscale new`` renders, as a plain folder of its files where that is quicker.
+
+    A new project needs one version, not the history: from a checkout (or a mirror) its files
+    are written out with ``git restore`` and Copier renders that folder, with no tags to create
+    and no repository for Copier to clone and check out (most of the time ``new`` spent beyond
+    bare ``copier copy``). ``new`` records the canonical source and the version name in the
+    answers file itself (``record_source``), so the project is the one Copier would render
+    from the tagged repository. A wheel's bundle is rendered through git as before.
+    """
+    root = template_root()
+    override = os.environ.get(MIRROR_ENV, "").strip()
+    if not override and not is_checkout(root):
+        with template_source() as source:
+            yield source
+        return
+    with tempfile.TemporaryDirectory(prefix="flaskscale-template-") as tmp:
+        files = Path(tmp) / "template"
+        with translated_history_errors():
+            if override:
+                named = history.cloned_versions(override, Path(tmp) / "template.git")
+                repo: Path | str = Path(tmp) / "template.git"
+                installed = installed_template_version()
+                dirty = None
+            else:
+                named, repo = history.versions(root), root
+                installed = named[-1].name
+                dirty = root if history.is_dirty(root, *TEMPLATE_PATHS) else None
+            commits = {v.name: v.commit for v in named}
+            if installed not in commits:
+                raise FlaskscaleError(
+                    f"template {installed} is not in {override or root}: reinstall flaskscale-gen"
+                )
+            history.export(repo, commits[installed], TEMPLATE_PATHS, files)
+        yield Source(list(commits), installed, plain_folder=files, uncommitted_in=dirty)
 
 
 @contextmanager
