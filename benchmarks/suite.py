@@ -8,7 +8,9 @@ virtualenv, and measures, each against bare Flask in the same run:
   nginx config over two instances of each;
 * CPU time per request of the API's list pages in process, by table size and page depth, on
   SQLite and (if its server answers on 127.0.0.1:5432) PostgreSQL;
-* ``flaskscale --help`` and ``flaskscale new`` against bare Copier.
+* ``flaskscale --help`` and ``flaskscale new`` against bare Copier;
+* Socket.IO fan-out: one event to 1,000 clients over two gevent instances and the Redis
+  message queue, delivery latency against bare Flask-SocketIO (benchmarks/fanout.py).
 
 It prints a table and writes it, a JSON file and a PNG chart to ``benchmarks/results/``.
 A measurement, not a test: nothing here passes or fails on a figure.
@@ -28,7 +30,7 @@ import tempfile
 from pathlib import Path
 from statistics import median
 
-from benchmarks import commands, load, report
+from benchmarks import commands, fanout, load, report
 from benchmarks.support import (
     REPO,
     Server,
@@ -61,12 +63,12 @@ MODES = {
         "repeats": 7,
     },
 }
-SECTIONS = ["cpu", "commands"]
+SECTIONS = ["cpu", "commands", "socketio"]
 NOT_BUILT = [
     "signed-in web page",
     "Celery round trip (202 to result)",
-    "Socket.IO fan-out to 1,000 clients over two processes",
 ]
+FANOUT_CLIENTS = 1000  # a side
 
 
 def arguments() -> argparse.Namespace:
@@ -209,6 +211,7 @@ def main() -> None:
         "http": [],
         "cpu": [],
         "commands": [],
+        "socketio": None,
         "skipped": [],
         "not_built": NOT_BUILT,
     }
@@ -222,6 +225,12 @@ def main() -> None:
         if wanted(args, "commands"):
             print("Commands:", flush=True)
             results["commands"] = commands.measure(work, args.repeats)
+        if wanted(args, "socketio"):
+            if shutil.which("redis-server") is None:
+                results["skipped"].append("Socket.IO fan-out (no redis-server to start)")
+            else:
+                print(f"Socket.IO fan-out to {FANOUT_CLIENTS} clients:", flush=True)
+                results["socketio"] = fanout.measure(work, FANOUT_CLIENTS, args.rounds)
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)

@@ -27,10 +27,11 @@ sys.path.insert(0, str(REPO / "tests"))
 from support.nginx import local_config  # noqa: E402
 from support.postgres import throwaway_database  # noqa: E402
 from support.processes import answers  # noqa: E402
+from support.redis import RedisServer  # noqa: E402
 from support.rendering import preset, render, snapshot_template  # noqa: E402
 from support.services import free_port, service_available  # noqa: E402
 
-__all__ = ["free_port", "local_config", "service_available", "throwaway_database"]
+__all__ = ["RedisServer", "free_port", "local_config", "service_available", "throwaway_database"]
 
 HOST = "127.0.0.1"
 # The worker settings both servers of a comparison get, whatever the project's config says.
@@ -112,10 +113,18 @@ class Server:
     """A gunicorn on loopback in its own process group; access lines go nowhere, errors to a
     log file."""
 
-    def __init__(self, name: str, python: Path, cwd: Path, env: Mapping[str, str], args: list[str]):
+    def __init__(
+        self,
+        name: str,
+        python: Path,
+        cwd: Path,
+        env: Mapping[str, str],
+        args: list[str],
+        workers: list[str] = GUNICORN_WORKERS,
+    ):
         self.name, self.port = name, free_port()
         self.log = cwd / f"{name}-{self.port}.log"
-        cmd = [str(python), "-m", "gunicorn", *args, *GUNICORN_WORKERS]
+        cmd = [str(python), "-m", "gunicorn", *args, *workers]
         cmd += ["--bind", f"{HOST}:{self.port}"]
         with self.log.open("w") as log:
             self.proc = subprocess.Popen(
