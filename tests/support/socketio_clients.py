@@ -235,7 +235,7 @@ def say(message: dict) -> None:
 
 
 if __name__ == "__main__":
-    try:  # libuv's loop: a third of asyncio's cost a message, when installed
+    try:  # libuv's loop: a third less CPU a message than asyncio's, when installed
         import uvloop
     except ImportError:
         asyncio.run(main())
