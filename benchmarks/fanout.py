@@ -108,13 +108,34 @@ def measure(work: Path, clients: int, rounds: int, deflate: bool = True) -> dict
         for side in ("bare", "generated"):  # Redis connections, first-event costs
             push(pushers[side], f"{side} warm-up")
         time.sleep(SETTLE_SECONDS)
+        server_cpu = {"bare": 0.0, "generated": 0.0}
         for round_ in range(rounds):
             order = ("bare", "generated") if round_ % 2 == 0 else ("generated", "bare")
             for side in order:
+                before = workers_cpu(servers[side])
                 push(pushers[side], f"{side} {round_}")
                 time.sleep(SETTLE_SECONDS)
+                server_cpu[side] += workers_cpu(servers[side]) - before
         received, cpu_s = collect(client_procs)
-    return summary(received, clients, rounds, cpu_s, connected)
+    result = summary(received, clients, rounds, cpu_s, connected)
+    for side, prefix in (("bare", "bare_"), ("generated", "")):
+        delivered = sum(run["received"] for run in result[prefix + "runs"])
+        per_message = server_cpu[side] / delivered * 1e6 if delivered else None
+        result[prefix + "server_cpu_us_per_message"] = per_message
+    return result
+
+
+def workers_cpu(servers: list[Server]) -> float:
+    """Seconds of CPU the gunicorn workers of ``servers`` have used (user and system): the
+    cost of a round, however busy the machine is."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for server in servers:
+        pid = server.proc.pid
+        for worker in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+            fields = Path(f"/proc/{worker}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+    return total
 
 
 def in_project_seed(python: Path, project: Path, env: dict) -> str:

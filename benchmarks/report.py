@@ -81,7 +81,10 @@ def fanout_lines(r: dict) -> list[str]:
         "",
         f"Fan-out clients: {r['connected']:,} connected over both sides, in "
         f"{fanout.CLIENT_PROCESSES} processes, "
-        + (f"{client:.0f} us of their CPU a message received." if client else "none received."),
+        + (f"{client:.0f} us of their CPU a message received." if client else "none received.")
+        + " The instances' workers (CPU time, so less sensitive to a busy machine): "
+        f"bare {ms(r.get('bare_server_cpu_us_per_message'))}, generated "
+        f"{ms(r.get('server_cpu_us_per_message'))} us of CPU a client reached.",
     ]
 
 

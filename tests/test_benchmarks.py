@@ -63,6 +63,8 @@ def test_the_socketio_row_is_written_to_the_table_and_the_chart(tmp_path):
         "bare_runs": bare_runs,
         "p99_vs_bare": 0.65,
         "client_cpu_us_per_message": 51.0,
+        "server_cpu_us_per_message": 120.0,
+        "bare_server_cpu_us_per_message": 180.0,
     }
     meta = {"mode": "quick", "command": "python -m benchmarks --only socketio", "date": "today"}
     meta |= {"cores": 2, "load_before": "1", "load_after": "1", "wrk": "4", "seconds": 2}
@@ -74,5 +76,6 @@ def test_the_socketio_row_is_written_to_the_table_and_the_chart(tmp_path):
     row = "| 80 / 150 / 160 | 62 / 98 / 99 | 0.65x | 4 / 0 |"
     assert row in table, table
     assert "2,000 connected" in table and "51 us of their CPU a message" in table
+    assert "bare 180, generated 120 us of CPU a client reached" in table
     assert json.loads(paths["json"].read_text())["socketio"]["p99_vs_bare"] == 0.65
     assert paths["chart"].read_bytes().startswith(b"\x89PNG")
