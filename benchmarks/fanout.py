@@ -49,7 +49,7 @@ WORKER_CONNECTIONS = 2000
 BARE_WORKERS = ["--workers", "1", "--worker-class", "gevent"]
 BARE_WORKERS += ["--worker-connections", str(WORKER_CONNECTIONS)]
 CLIENT_PROCESSES = 4
-SETTLE_SECONDS = 2.0  # after a push: a client that got nothing by then counts as missed
+SETTLE_SECONDS = 1.0  # after a push: a client that got nothing by then counts as missed
 
 BARE_SOCKETIO_APP = '''\
 """Bare Flask-SocketIO: a message queue and nothing else, the fan-out's baseline."""

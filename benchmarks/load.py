@@ -56,6 +56,9 @@ class Row:
     via: str = "direct"
     headers: dict[str, str] = field(default_factory=dict)
     script: Path | None = None
+    # Text the page must show, checked before it is loaded: a page that redirects to the login
+    # form would otherwise be timed instead.
+    marks: tuple[str, ...] = ()
     runs: list[dict] = field(default_factory=list)
     bare: list[dict] = field(default_factory=list)
 
@@ -86,6 +89,13 @@ def rows(work: Path, seeded: dict) -> list[Row]:
     return [
         Row("healthz", "GET /healthz", "/healthz"),
         Row("index", "GET / (web UI, anonymous)", "/"),
+        Row(
+            "signed_in",
+            "GET / (web UI, signed in)",
+            "/",
+            headers=seeded["browser_headers"],
+            marks=tuple(seeded["signed_in_marks"]),
+        ),
         Row(
             "v1_items",
             "GET /api/v1/items?limit=20 (token)",
@@ -144,17 +154,25 @@ def measure(rows: list[Row], bare_url: str, generated_url: str, seconds: float, 
 
 def check_rows(rows: list[Row], url: str) -> None:
     """Each row's request answers 2xx once before it is loaded: a 401 or 404 at thousands of
-    requests a second would pass for a fast app."""
+    requests a second would pass for a fast app. A page with ``marks`` must answer 200, show
+    them, and set no cookie: a session the app renews on every request is not a browser's."""
     for row in rows:
-        cmd = ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-X"]
-        cmd += ["POST" if row.script else "GET"]
+        cmd = ["curl", "-s", "-D", "-", "-X", "POST" if row.script else "GET"]
         for name, value in row.headers.items():
             cmd += ["-H", f"{name}: {value}"]
         if row.script and row.key == "post_item":
             cmd += ["-H", "Content-Type: application/json", "--data", json.dumps({"name": "x"})]
-        status = subprocess.run([*cmd, url + row.path], capture_output=True, text=True).stdout
-        if not status.startswith("2"):
-            raise SystemExit(f"{row.label} answered {status} at {url}: the benchmark is wrong")
+        answer = subprocess.run([*cmd, url + row.path], capture_output=True, text=True).stdout
+        head, _, body = answer.partition("\n\n")  # text=True turned CRLF into \\n
+        status = head.split(" ", 2)[1] if " " in head else "nothing"
+        wrong = not status.startswith("2")
+        if row.marks:
+            cookies = "\nset-cookie:" in head.lower()
+            wrong = wrong or status != "200" or cookies or not all(m in body for m in row.marks)
+        if wrong:
+            raise SystemExit(
+                f"{row.label} answered {status} at {url}: the benchmark is wrong\n{answer[:2000]}"
+            )
 
 
 def nginx(project: Path, root: Path, ports: list[int]) -> tuple[subprocess.Popen, str]:

@@ -32,7 +32,8 @@ def markdown(results: dict) -> str:
     if results["cpu"]:
         lines += [
             "",
-            "| request, in process (list pages: limit=20, token) | database | rows "
+            "| request, in process (list pages, 20 a page: API with a token, web signed in) "
+            "| database | rows "
             "| CPU us per request | cost, x bare /healthz | x same page at smallest table |",
             "|---|---|---:|---:|---:|---:|",
         ]
@@ -42,6 +43,8 @@ def markdown(results: dict) -> str:
             "\nBare Flask /healthz in process: "
             + ", ".join(f"{us:.0f} us of CPU a request ({db} run)" for db, us in bare.items())
         )
+    if results.get("celery"):
+        lines += ["", *celery_lines(results["celery"])]
     if results["commands"]:
         lines += [
             "",
@@ -57,7 +60,8 @@ def markdown(results: dict) -> str:
         lines += ["", *fanout_lines(results["socketio"])]
     if results["skipped"]:
         lines += ["", "Not measured in this run: " + "; ".join(results["skipped"]) + "."]
-    lines += ["", "Not in the suite yet: " + "; ".join(results["not_built"]) + "."]
+    if results["not_built"]:
+        lines += ["", "Not in the suite yet: " + "; ".join(results["not_built"]) + "."]
     return "\n".join(lines) + "\n"
 
 
@@ -88,6 +92,28 @@ def fanout_lines(r: dict) -> list[str]:
     ]
 
 
+def celery_lines(r: dict) -> list[str]:
+    """The round trip, both sides: latency of a job, and jobs per second over a batch."""
+    lines = [
+        f"| job ({r['concurrency']} at once, status polled every {r['poll_ms']:g} ms) "
+        "| jobs | p50 ms | p99 ms | max ms | polls a job | jobs/s | ratio to bare |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for side, label in (("bare", r["bare_label"]), ("generated", r["label"])):
+        s = r[side]
+        ratio = f"{r['ratio']:.2f}x" if side == "generated" else "1.00x"
+        lines.append(
+            f"| `{label}` | {s['jobs']} | {s['p50_ms']:.1f} | {s['p99_ms']:.1f} "
+            f"| {s['max_ms']:.1f} | {s['polls_per_job']:.1f} | {s['jobs_per_s']:.1f} | {ratio} |"
+        )
+    lines.append(
+        f"\nWorkers: the project's `{r['worker']}` and bare Celery's `{r['bare_worker']}`. "
+        "A job is seen done up to one poll interval and one poll's round trip after it is; "
+        "p99 of this many jobs is close to their slowest."
+    )
+    return lines
+
+
 def cpu_line(r: dict) -> str:
     """A page at a table size; a probe (no table size) gets dashes instead."""
     sized = r["rows"] is not None
@@ -105,9 +131,9 @@ def chart(results: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (bars, curves, sockets) = plt.subplots(
-        1, 3, figsize=(20, 6), gridspec_kw={"width_ratios": [3, 3, 2]}
-    )
+    celery, sockets = results.get("celery"), results.get("socketio")
+    panels = 2 + bool(celery) + bool(sockets)
+    fig, (bars, curves, *extra) = plt.subplots(1, panels, figsize=(7 * panels, 6))
     http = results["http"]
     labels = [f"{r['label']} ({r['via']})" for r in http]
     positions = range(len(http))
@@ -143,18 +169,18 @@ def chart(results: dict, path: Path) -> None:
     curves.set_xlabel("rows in the table")
     curves.set_ylabel("CPU us per request (median)")
     curves.set_title("List pages, in process")
-    fanout_chart(sockets, results.get("socketio"))
+    if celery:
+        celery_chart(extra.pop(0), celery)
+    if sockets:
+        fanout_chart(extra.pop(0), sockets)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
 
 
-def fanout_chart(axes, r: dict | None) -> None:
+def fanout_chart(axes, r: dict) -> None:
     """Each round's p50 and p99, bare and generated."""
     axes.set_title("Socket.IO fan-out, delivery latency")
-    if not r:
-        axes.text(0.5, 0.5, "not measured", ha="center", va="center")
-        return
     for side, prefix, colour in (("bare", "bare_", "C0"), ("generated", "", "C1")):
         for figure, style in (("p50_ms", "o--"), ("p99_ms", "o-")):
             values = [run[figure] for run in r[prefix + "runs"]]
@@ -168,6 +194,23 @@ def fanout_chart(axes, r: dict | None) -> None:
     axes.set_xlabel(f"round ({r['clients']:,} clients a side)")
     axes.set_ylabel("ms from send to receipt")
     axes.set_ylim(bottom=0)
+    axes.legend(fontsize=8)
+
+
+def celery_chart(axes, r: dict) -> None:
+    """The round trip's latency percentiles, bare and generated side by side."""
+    figures = ("p50_ms", "p99_ms", "max_ms")
+    positions = range(len(figures))
+    for offset, side in ((-0.2, "bare"), (0.2, "generated")):
+        axes.bar(
+            [p + offset for p in positions],
+            [r[side][f] for f in figures],
+            0.4,
+            label=r["bare_label"] if side == "bare" else "generated",
+        )
+    axes.set_xticks(list(positions), ["p50", "p99", "max"])
+    axes.set_ylabel("ms from the 202 to the result")
+    axes.set_title(f"Celery round trip, {r['concurrency']} jobs at once")
     axes.legend(fontsize=8)
 
 

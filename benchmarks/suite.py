@@ -1,16 +1,18 @@
 """The generated service side by side with bare Flask: ``python -m benchmarks [--quick]``.
 
-Renders a project (web UI and API v1+v2, SQLite), installs its dependencies into a cached
-virtualenv, and measures, each against bare Flask in the same run:
+Renders a project (web UI and API v1+v2, SQLite; again with Celery for its row), installs its
+dependencies into a cached virtualenv, and measures, each against bare Flask in the same run:
 
 * requests per second over HTTP (wrk), gunicorn ``-w 2 -k gthread --threads 4`` on both sides,
   production settings, rate limits raised out of the way; then the same through the project's
   nginx config over two instances of each;
-* CPU time per request of the API's list pages in process, by table size and page depth, on
-  SQLite and (if its server answers on 127.0.0.1:5432) PostgreSQL;
+* CPU time per request of the API's list pages and of the signed-in home page in process, by
+  table size and page depth, on SQLite and (if its server answers on 127.0.0.1:5432) PostgreSQL;
+* the Celery round trip, from an asynchronous request's 202 to its result, of the project
+  rendered with Celery against bare Flask + bare Celery (``celery_trip.py``);
 * ``flaskscale --help`` and ``flaskscale new`` against bare Copier;
 * Socket.IO fan-out: one event to 1,000 clients over two gevent instances and the Redis
-  message queue, delivery latency against bare Flask-SocketIO (benchmarks/fanout.py).
+  message queue, delivery latency against bare Flask-SocketIO (``fanout.py``).
 
 It prints a table and writes it, a JSON file and a PNG chart to ``benchmarks/results/``.
 A measurement, not a test: nothing here passes or fails on a figure.
@@ -30,7 +32,7 @@ import tempfile
 from pathlib import Path
 from statistics import median
 
-from benchmarks import commands, fanout, load, report
+from benchmarks import celery_trip, commands, fanout, load, report
 from benchmarks.support import (
     REPO,
     Server,
@@ -42,6 +44,7 @@ from benchmarks.support import (
 )
 
 PACKAGE = "bench_app"
+CELERY_PACKAGE = f"{PACKAGE}_celery"
 IN_PROJECT = Path(__file__).with_name("in_project.py")
 # The project measured: every page kind the rows need, and nothing that needs a service.
 ANSWERS = {
@@ -53,7 +56,14 @@ ANSWERS = {
 }
 HTTP_ITEMS = 1000  # the reader's items in the HTTP rows' database
 MODES = {
-    "quick": {"seconds": 2, "rounds": 3, "sizes": "1000,10000", "requests": 100, "repeats": 3},
+    "quick": {
+        "seconds": 2,
+        "rounds": 3,
+        "sizes": "1000,10000",
+        "requests": 100,
+        "repeats": 3,
+        "jobs": 40,
+    },
     # 6 s a run and 300 requests a timing took 18.4 min on 2 busy cores (load 3-6): trimmed.
     "full": {
         "seconds": 5,
@@ -61,13 +71,11 @@ MODES = {
         "sizes": "1000,10000,100000",
         "requests": 200,
         "repeats": 7,
+        "jobs": 120,
     },
 }
-SECTIONS = ["cpu", "commands", "socketio"]
-NOT_BUILT = [
-    "signed-in web page",
-    "Celery round trip (202 to result)",
-]
+SECTIONS = ["cpu", "celery", "commands", "socketio"]
+NOT_BUILT: list[str] = []
 FANOUT_CLIENTS = 1000  # a side
 
 
@@ -81,6 +89,7 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--sizes", help="table sizes of the CPU rows, e.g. 1000,10000")
     parser.add_argument("--requests", type=int, help="requests per CPU timing")
     parser.add_argument("--repeats", type=int, help="runs of each command")
+    parser.add_argument("--jobs", type=int, help="Celery jobs per batch (one batch a round)")
     parser.add_argument(
         "--only",
         help="comma-separated rows and sections, e.g. healthz,v2_items,cpu (the JSON's keys)",
@@ -95,8 +104,8 @@ def arguments() -> argparse.Namespace:
     return args
 
 
-def in_project(python: Path, env: dict, *args: str) -> dict:
-    cmd = [str(python), str(IN_PROJECT), PACKAGE, *args]
+def in_project(python: Path, env: dict, *args: str, package: str = PACKAGE) -> dict:
+    cmd = [str(python), str(IN_PROJECT), package, *args]
     done = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, text=True)
     if done.returncode:
         raise SystemExit(f"{shlex.join(cmd)} failed")
@@ -186,6 +195,19 @@ def cpu_timings(project: Path, python: Path, work: Path, url: str, args, *extra:
     return in_project(python, env, "cpu", sizes, str(args.requests), str(args.rounds), *extra)
 
 
+def celery_row(project: Path, python: Path, work: Path, args) -> dict:
+    """The round trip of the project rendered with Celery (``CELERY_PACKAGE``: a queue of its
+    own) against bare Flask + Celery."""
+    package = CELERY_PACKAGE
+    env = production_env(project, f"sqlite:///{work / 'celery.db'}")
+    env["PYTHONPATH"] += os.pathsep + str(work)
+
+    def seed(side_env: dict) -> dict:
+        return in_project(python, side_env, "seed", "0", package=package)
+
+    return celery_trip.measure(project, python, work, env, seed, args.jobs, args.rounds)
+
+
 def wanted(args, key: str) -> bool:
     return args.only is None or key in args.only
 
@@ -210,6 +232,7 @@ def main() -> None:
         },
         "http": [],
         "cpu": [],
+        "celery": None,
         "commands": [],
         "socketio": None,
         "skipped": [],
@@ -218,10 +241,20 @@ def main() -> None:
     try:
         project = render_project(work, PACKAGE, "full", **ANSWERS)
         (work / "bare_app.py").write_text(load.BARE_APP)
-        python = project_venv(project)
+        with_celery = wanted(args, "celery") and shutil.which("redis-server") is not None
+        # The project again with Celery, for its row: rendered first, so that one virtualenv
+        # holds what both need.
+        if with_celery:
+            answers = {**ANSWERS, "celery": True}
+            celery_project = render_project(work, CELERY_PACKAGE, "full", **answers)
+        python = project_venv(project, *([celery_project] if with_celery else []))
         results["http"] = http_rows(project, python, work, args)
         if wanted(args, "cpu"):
             results["cpu"] = cpu_rows(project, python, work, args, results["skipped"])
+        if with_celery:
+            results["celery"] = celery_row(celery_project, python, work, args)
+        elif wanted(args, "celery"):
+            results["skipped"].append("Celery round trip (no redis-server to start)")
         if wanted(args, "commands"):
             print("Commands:", flush=True)
             results["commands"] = commands.measure(work, args.repeats)

@@ -24,14 +24,23 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
+from support.celery import node_name  # noqa: E402
 from support.nginx import local_config  # noqa: E402
 from support.postgres import throwaway_database  # noqa: E402
-from support.processes import answers  # noqa: E402
+from support.processes import Process, answers  # noqa: E402
 from support.redis import RedisServer  # noqa: E402
 from support.rendering import preset, render, snapshot_template  # noqa: E402
 from support.services import free_port, service_available  # noqa: E402
 
-__all__ = ["RedisServer", "free_port", "local_config", "service_available", "throwaway_database"]
+__all__ = [
+    "Process",
+    "RedisServer",
+    "free_port",
+    "local_config",
+    "node_name",
+    "service_available",
+    "throwaway_database",
+]
 
 HOST = "127.0.0.1"
 # The worker settings both servers of a comparison get, whatever the project's config says.
@@ -60,12 +69,17 @@ def cache_dir() -> Path:
     return Path(os.environ.get("FLASKSCALE_BENCH_CACHE", Path(base) / "flaskscale-bench"))
 
 
-def project_venv(project: Path) -> Path:
-    """The python of a virtualenv holding ``project``'s dependencies (not the project itself:
-    it runs from its folder). Cached by the dependency list, so that a rerun installs nothing.
+def dependencies_of(project: Path) -> list[str]:
+    return tomllib.loads((project / "pyproject.toml").read_text())["project"]["dependencies"]
+
+
+def project_venv(*projects: Path) -> Path:
+    """The python of a virtualenv holding the dependencies of every one of ``projects`` (not
+    the projects themselves: they run from their folders): one install for all the rows.
+    Cached by the dependency list, so that a rerun installs nothing.
     """
-    metadata = tomllib.loads((project / "pyproject.toml").read_text())["project"]
-    key = "\n".join([sys.version, *sorted(metadata["dependencies"])])
+    dependencies = sorted({dependency for p in projects for dependency in dependencies_of(p)})
+    key = "\n".join([sys.version, *dependencies])
     venv = cache_dir() / f"venv-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
     python = venv / "bin" / "python"
     venv.parent.mkdir(parents=True, exist_ok=True)
@@ -82,9 +96,7 @@ def project_venv(project: Path) -> Path:
                 "--quiet",
                 "--disable-pip-version-check",
             ]
-            done = subprocess.run(
-                [*install, *metadata["dependencies"]], capture_output=True, text=True
-            )
+            done = subprocess.run([*install, *dependencies], capture_output=True, text=True)
             if done.returncode:
                 raise SystemExit(f"pip could not install the dependencies:\n{done.stderr}")
             (venv / "complete").write_text(key)

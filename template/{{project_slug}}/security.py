@@ -12,15 +12,22 @@ from typing import Any
 from flask import Flask, Response, current_app, g
 from flask.json.provider import DefaultJSONProvider
 
-CONTENT_SECURITY_POLICY = [
-    "default-src 'self'",
-    # Stylesheets draw small icons (checkboxes, arrows) as data: images.
-    "img-src 'self' data:",
-    "object-src 'none'",
-    "base-uri 'self'",
-    "form-action 'self'",
-    "frame-ancestors 'none'",
-]
+CONTENT_SECURITY_POLICY = "; ".join(
+    [
+        "default-src 'self'",
+        # Stylesheets draw small icons (checkboxes, arrows) as data: images.
+        "img-src 'self' data:",
+        "object-src 'none'",
+        "base-uri 'self'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+    ]
+)
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",  # frame-ancestors, for older browsers
+    "Referrer-Policy": "strict-origin-when-cross-origin",
+}
 
 
 class JSONProvider(DefaultJSONProvider):
@@ -51,14 +58,16 @@ def add_security_headers(response: Response) -> Response:
     # Only a page that asked for a nonce may run inline scripts. Popped: a request served in
     # an application context that outlives it (a test's) must not reuse it.
     if nonce := g.pop("csp_nonce", None):
-        policy = [*policy, f"script-src 'self' 'nonce-{nonce}'"]
-    headers = response.headers
-    headers.setdefault("Content-Security-Policy", "; ".join(policy))
-    headers.setdefault("X-Content-Type-Options", "nosniff")
-    headers.setdefault("X-Frame-Options", "DENY")  # frame-ancestors, for older browsers
-    headers.setdefault("Referrer-Policy", "strict-origin-when-cross-origin")
+        policy = f"{policy}; script-src 'self' 'nonce-{nonce}'"
+    wanted = {"Content-Security-Policy": policy, **SECURITY_HEADERS}
     if hsts := current_app.config["STRICT_TRANSPORT_SECURITY"]:
-        headers.setdefault("Strict-Transport-Security", hsts)
+        wanted["Strict-Transport-Security"] = hsts
+    # One pass over the response's headers rather than a setdefault() each, which reads them
+    # all every time: this runs on every response (a tenth of a /healthz, by benchmarks/).
+    present = {name.lower() for name, _ in response.headers}
+    for name, value in wanted.items():
+        if name.lower() not in present:
+            response.headers.add(name, value)
     return response
 
 
