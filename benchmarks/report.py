@@ -191,6 +191,7 @@ def fanout_chart(axes, r: dict) -> None:
                 color=colour,
                 label=f"{side} {figure[:3]}",
             )
+    axes.set_xticks(range(1, len(r["runs"]) + 1))
     axes.set_xlabel(f"round ({r['clients']:,} clients a side)")
     axes.set_ylabel("ms from send to receipt")
     axes.set_ylim(bottom=0)
