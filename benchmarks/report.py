@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from benchmarks import fanout
+
 
 def markdown(results: dict) -> str:
     meta = results["meta"]
@@ -54,10 +56,40 @@ def markdown(results: dict) -> str:
             f"| {r['ratio']:.2f}x |"
             for r in results["commands"]
         ]
+    if results.get("socketio"):
+        lines += ["", *fanout_lines(results["socketio"])]
     if results["skipped"]:
         lines += ["", "Not measured in this run: " + "; ".join(results["skipped"]) + "."]
-    lines += ["", "Not in the suite yet: " + "; ".join(results["not_built"]) + "."]
+    if results["not_built"]:
+        lines += ["", "Not in the suite yet: " + "; ".join(results["not_built"]) + "."]
     return "\n".join(lines) + "\n"
+
+
+def fanout_lines(r: dict) -> list[str]:
+    """The fan-out row: median of the rounds' p50, p99 and maximum, and the clients missed."""
+
+    def ms(value: float | None) -> str:
+        return "-" if value is None else f"{value:.0f}"
+
+    ratio = f"{r['p99_vs_bare']:.2f}x" if r.get("p99_vs_bare") else "-"
+    client = r["client_cpu_us_per_message"]
+    return [
+        f"| Socket.IO: one event to {r['clients']:,} clients, 2 gevent instances, Redis queue "
+        "| bare p50 / p99 / max ms | generated p50 / p99 / max ms | p99, x bare | missed, bare "
+        "/ generated |",
+        "|---|---:|---:|---:|---:|",
+        f"| `push_to_user()` from a third process (bare: broadcast) "
+        f"| {ms(r['bare_p50_ms'])} / {ms(r['bare_p99_ms'])} / {ms(r['bare_max_ms'])} "
+        f"| {ms(r['p50_ms'])} / {ms(r['p99_ms'])} / {ms(r['max_ms'])} | {ratio} "
+        f"| {r['bare_missed']} / {r['missed']} |",
+        "",
+        f"Fan-out clients: {r['connected']:,} connected over both sides, in "
+        f"{fanout.CLIENT_PROCESSES} processes, "
+        + (f"{client:.0f} us of their CPU a message received." if client else "none received.")
+        + " The instances' workers (CPU time, so less sensitive to a busy machine): "
+        f"bare {ms(r.get('bare_server_cpu_us_per_message'))}, generated "
+        f"{ms(r.get('server_cpu_us_per_message'))} us of CPU a client reached.",
+    ]
 
 
 def celery_lines(r: dict) -> list[str]:
@@ -99,9 +131,9 @@ def chart(results: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    celery = results.get("celery")
-    panels = 3 if celery else 2
-    fig, (bars, curves, *jobs) = plt.subplots(1, panels, figsize=(7 * panels, 6))
+    celery, sockets = results.get("celery"), results.get("socketio")
+    panels = 2 + bool(celery) + bool(sockets)
+    fig, (bars, curves, *extra) = plt.subplots(1, panels, figsize=(7 * panels, 6))
     http = results["http"]
     labels = [f"{r['label']} ({r['via']})" for r in http]
     positions = range(len(http))
@@ -138,10 +170,32 @@ def chart(results: dict, path: Path) -> None:
     curves.set_ylabel("CPU us per request (median)")
     curves.set_title("List pages, in process")
     if celery:
-        celery_chart(jobs[0], celery)
+        celery_chart(extra.pop(0), celery)
+    if sockets:
+        fanout_chart(extra.pop(0), sockets)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def fanout_chart(axes, r: dict) -> None:
+    """Each round's p50 and p99, bare and generated."""
+    axes.set_title("Socket.IO fan-out, delivery latency")
+    for side, prefix, colour in (("bare", "bare_", "C0"), ("generated", "", "C1")):
+        for figure, style in (("p50_ms", "o--"), ("p99_ms", "o-")):
+            values = [run[figure] for run in r[prefix + "runs"]]
+            axes.plot(
+                range(1, len(values) + 1),
+                values,
+                style,
+                color=colour,
+                label=f"{side} {figure[:3]}",
+            )
+    axes.set_xticks(range(1, len(r["runs"]) + 1))
+    axes.set_xlabel(f"round ({r['clients']:,} clients a side)")
+    axes.set_ylabel("ms from send to receipt")
+    axes.set_ylim(bottom=0)
+    axes.legend(fontsize=8)
 
 
 def celery_chart(axes, r: dict) -> None:

@@ -10,7 +10,9 @@ dependencies into a cached virtualenv, and measures, each against bare Flask in 
   table size and page depth, on SQLite and (if its server answers on 127.0.0.1:5432) PostgreSQL;
 * the Celery round trip, from an asynchronous request's 202 to its result, of the project
   rendered with Celery against bare Flask + bare Celery (``celery_trip.py``);
-* ``flaskscale --help`` and ``flaskscale new`` against bare Copier.
+* ``flaskscale --help`` and ``flaskscale new`` against bare Copier;
+* Socket.IO fan-out: one event to 1,000 clients over two gevent instances and the Redis
+  message queue, delivery latency against bare Flask-SocketIO (``fanout.py``).
 
 It prints a table and writes it, a JSON file and a PNG chart to ``benchmarks/results/``.
 A measurement, not a test: nothing here passes or fails on a figure.
@@ -30,7 +32,7 @@ import tempfile
 from pathlib import Path
 from statistics import median
 
-from benchmarks import celery_trip, commands, load, report
+from benchmarks import celery_trip, commands, fanout, load, report
 from benchmarks.support import (
     REPO,
     Server,
@@ -72,10 +74,9 @@ MODES = {
         "jobs": 120,
     },
 }
-SECTIONS = ["cpu", "celery", "commands"]
-NOT_BUILT = [
-    "Socket.IO fan-out to 1,000 clients over two processes",
-]
+SECTIONS = ["cpu", "celery", "commands", "socketio"]
+NOT_BUILT: list[str] = []
+FANOUT_CLIENTS = 1000  # a side
 
 
 def arguments() -> argparse.Namespace:
@@ -233,6 +234,7 @@ def main() -> None:
         "cpu": [],
         "celery": None,
         "commands": [],
+        "socketio": None,
         "skipped": [],
         "not_built": NOT_BUILT,
     }
@@ -256,6 +258,12 @@ def main() -> None:
         if wanted(args, "commands"):
             print("Commands:", flush=True)
             results["commands"] = commands.measure(work, args.repeats)
+        if wanted(args, "socketio"):
+            if shutil.which("redis-server") is None:
+                results["skipped"].append("Socket.IO fan-out (no redis-server to start)")
+            else:
+                print(f"Socket.IO fan-out to {FANOUT_CLIENTS} clients:", flush=True)
+                results["socketio"] = fanout.measure(work, FANOUT_CLIENTS, args.rounds)
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)

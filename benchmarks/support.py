@@ -125,10 +125,18 @@ class Server:
     """A gunicorn on loopback in its own process group; access lines go nowhere, errors to a
     log file."""
 
-    def __init__(self, name: str, python: Path, cwd: Path, env: Mapping[str, str], args: list[str]):
+    def __init__(
+        self,
+        name: str,
+        python: Path,
+        cwd: Path,
+        env: Mapping[str, str],
+        args: list[str],
+        workers: list[str] = GUNICORN_WORKERS,
+    ):
         self.name, self.port = name, free_port()
         self.log = cwd / f"{name}-{self.port}.log"
-        cmd = [str(python), "-m", "gunicorn", *args, *GUNICORN_WORKERS]
+        cmd = [str(python), "-m", "gunicorn", *args, *workers]
         cmd += ["--bind", f"{HOST}:{self.port}"]
         with self.log.open("w") as log:
             self.proc = subprocess.Popen(

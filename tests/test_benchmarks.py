@@ -37,6 +37,50 @@ def test_smallest_run_writes_a_table_a_json_file_and_a_chart(tmp_path):
     assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 10_000
 
 
+def test_the_socketio_row_is_written_to_the_table_and_the_chart(tmp_path):
+    """The fan-out section's figures (measured by benchmarks/fanout.py; here given) in the
+    table, the JSON file and the chart."""
+    require_modules("matplotlib")
+    from benchmarks import report
+
+    runs = [
+        {"received": 1000, "p50_ms": 60.0 + n, "p99_ms": 95.0 + n, "max_ms": 99.0} for n in (0, 5)
+    ]
+    bare_runs = [{"received": 998, "p50_ms": 80.0, "p99_ms": 150.0, "max_ms": 160.0}] * 2
+    fanout = {
+        "key": "socketio",
+        "clients": 1000,
+        "connected": 2000,
+        "p50_ms": 62.5,
+        "p99_ms": 97.5,
+        "max_ms": 99.0,
+        "missed": 0,
+        "runs": runs,
+        "bare_p50_ms": 80.0,
+        "bare_p99_ms": 150.0,
+        "bare_max_ms": 160.0,
+        "bare_missed": 4,
+        "bare_runs": bare_runs,
+        "p99_vs_bare": 0.65,
+        "client_cpu_us_per_message": 51.0,
+        "server_cpu_us_per_message": 120.0,
+        "bare_server_cpu_us_per_message": 180.0,
+    }
+    meta = {"mode": "quick", "command": "python -m benchmarks --only socketio", "date": "today"}
+    meta |= {"cores": 2, "load_before": "1", "load_after": "1", "wrk": "4", "seconds": 2}
+    results = {"meta": {**meta, "rounds": 2}, "http": [], "cpu": [], "commands": []}
+    results |= {"socketio": fanout, "skipped": [], "not_built": []}
+    paths = report.write(results, tmp_path)
+
+    table = paths["markdown"].read_text()
+    row = "| 80 / 150 / 160 | 62 / 98 / 99 | 0.65x | 4 / 0 |"
+    assert row in table, table
+    assert "2,000 connected" in table and "51 us of their CPU a message" in table
+    assert "bare 180, generated 120 us of CPU a client reached" in table
+    assert json.loads(paths["json"].read_text())["socketio"]["p99_vs_bare"] == 0.65
+    assert paths["chart"].read_bytes().startswith(b"\x89PNG")
+
+
 def test_signed_in_page_and_celery_round_trip_rows_run_and_are_written(tmp_path):
     """The signed-in page is loaded with the cookie of a real login (the run stops if the page
     is not the signed-in one), and the Celery row times every job of each side."""
