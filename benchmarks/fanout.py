@@ -35,7 +35,6 @@ from benchmarks.support import (
     RedisServer,
     Server,
     production_env,
-    project_venv,
     render_project,
 )
 
@@ -74,10 +73,16 @@ def healthz():
 '''
 
 
-def measure(work: Path, clients: int, rounds: int, deflate: bool = True) -> dict:
-    """The fan-out of ``rounds`` events to ``clients`` clients a side (see the docstring)."""
-    project = render_project(work, PACKAGE, "full", ci="none", **ANSWERS)
-    python = project_venv(project)
+def render(work: Path) -> Path:
+    """The project this section measures, rendered into ``work``."""
+    return render_project(work, PACKAGE, "full", ci="none", **ANSWERS)
+
+
+def measure(
+    project: Path, python: Path, work: Path, clients: int, rounds: int, deflate: bool = True
+) -> dict:
+    """The fan-out of ``rounds`` events to ``clients`` clients a side (see the docstring), on
+    ``project`` (``render()``) with ``python``, which has its dependencies."""
     (work / "bare_socketio.py").write_text(BARE_SOCKETIO_APP)
     with ExitStack() as stack:
         redis = RedisServer(work).start()

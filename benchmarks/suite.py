@@ -241,13 +241,18 @@ def main() -> None:
     try:
         project = render_project(work, PACKAGE, "full", **ANSWERS)
         (work / "bare_app.py").write_text(load.BARE_APP)
-        with_celery = wanted(args, "celery") and shutil.which("redis-server") is not None
-        # The project again with Celery, for its row: rendered first, so that one virtualenv
-        # holds what both need.
+        redis = shutil.which("redis-server") is not None
+        with_celery, with_socketio = (wanted(args, key) and redis for key in ("celery", "socketio"))
+        # The project again with Celery, and with Socket.IO, for their rows: rendered first, so
+        # that one virtualenv holds what they all need.
         if with_celery:
             answers = {**ANSWERS, "celery": True}
             celery_project = render_project(work, CELERY_PACKAGE, "full", **answers)
-        python = project_venv(project, *([celery_project] if with_celery else []))
+        if with_socketio:
+            socketio_project = fanout.render(work)
+        others = [celery_project] if with_celery else []
+        others += [socketio_project] if with_socketio else []
+        python = project_venv(project, *others)
         results["http"] = http_rows(project, python, work, args)
         if wanted(args, "cpu"):
             results["cpu"] = cpu_rows(project, python, work, args, results["skipped"])
@@ -258,12 +263,13 @@ def main() -> None:
         if wanted(args, "commands"):
             print("Commands:", flush=True)
             results["commands"] = commands.measure(work, args.repeats)
-        if wanted(args, "socketio"):
-            if shutil.which("redis-server") is None:
-                results["skipped"].append("Socket.IO fan-out (no redis-server to start)")
-            else:
-                print(f"Socket.IO fan-out to {FANOUT_CLIENTS} clients:", flush=True)
-                results["socketio"] = fanout.measure(work, FANOUT_CLIENTS, args.rounds)
+        if with_socketio:
+            print(f"Socket.IO fan-out to {FANOUT_CLIENTS} clients:", flush=True)
+            results["socketio"] = fanout.measure(
+                socketio_project, python, work, FANOUT_CLIENTS, args.rounds
+            )
+        elif wanted(args, "socketio"):
+            results["skipped"].append("Socket.IO fan-out (no redis-server to start)")
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
