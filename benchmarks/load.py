@@ -46,6 +46,15 @@ POST_EMPTY = 'wrk.method = "POST"\n'
 
 
 @dataclass
+class Side:
+    """Where one side of a pair answers, and the process groups serving it (gunicorn masters
+    and their workers, nginx), whose CPU a request is counted."""
+
+    url: str
+    groups: list[int]
+
+
+@dataclass
 class Row:
     """One line of the table: ``path`` on the generated app (through ``via``) against bare
     Flask's /healthz (through the same ``via``)."""
@@ -64,6 +73,8 @@ class Row:
 
     def summary(self) -> dict:
         rps, bare = median([r["rps"] for r in self.runs]), median([r["rps"] for r in self.bare])
+        cpu = median([r["server_cpu_us"] for r in self.runs])
+        bare_cpu = median([r["server_cpu_us"] for r in self.bare])
         return {
             "key": self.key,
             "label": self.label,
@@ -71,6 +82,9 @@ class Row:
             "rps": rps,
             "bare_rps": bare,
             "ratio": rps / bare,
+            "server_cpu_us": cpu,
+            "bare_server_cpu_us": bare_cpu,
+            "cpu_ratio": bare_cpu / cpu,
             "p50_ms": median([r["p50_ms"] for r in self.runs]),
             "p99_ms": median([r["p99_ms"] for r in self.runs]),
             "failed": sum(r["failed"] + r["socket_errors"] for r in self.runs),
@@ -133,21 +147,23 @@ def rows(work: Path, seeded: dict) -> list[Row]:
     ]
 
 
-def measure(rows: list[Row], bare_url: str, generated_url: str, seconds: float, rounds: int):
+def measure(rows: list[Row], bare: Side, generated: Side, seconds: float, rounds: int):
     """Runs each row against its paired bare /healthz, ``rounds`` times (see the docstring)."""
     for row in rows:  # warm up: imports, templates, connection pools
-        wrk(generated_url + row.path, 1, row.headers, row.script)
-    wrk(bare_url + "/healthz", 1)
+        wrk(generated.url + row.path, 1, row.headers, row.script)
+    wrk(bare.url + "/healthz", 1)
     for round_ in range(rounds):
         for row in rows:
-            pair = [("bare", bare_url + "/healthz", {}, None)]
-            pair.append(("generated", generated_url + row.path, row.headers, row.script))
-            for side, url, headers, script in pair if round_ % 2 == 0 else pair[::-1]:
-                result = wrk(url, seconds, headers, script)
-                (row.bare if side == "bare" else row.runs).append(result)
+            pair = [(row.bare, bare.url + "/healthz", {}, None, bare.groups)]
+            pair.append(
+                (row.runs, generated.url + row.path, row.headers, row.script, generated.groups)
+            )
+            for runs, url, headers, script, groups in pair if round_ % 2 == 0 else pair[::-1]:
+                runs.append(wrk(url, seconds, headers, script, groups))
             print(
                 f"  round {round_ + 1} {row.via:6} {row.label:40} {row.runs[-1]['rps']:8.0f} req/s"
-                f"  (bare /healthz {row.bare[-1]['rps']:.0f})",
+                f" {row.runs[-1]['server_cpu_us']:6.0f} us  (bare /healthz"
+                f" {row.bare[-1]['rps']:.0f} req/s {row.bare[-1]['server_cpu_us']:.0f} us)",
                 flush=True,
             )
 

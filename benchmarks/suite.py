@@ -4,8 +4,8 @@ Renders a project (web UI and API v1+v2, SQLite; again with Celery for its row),
 dependencies into a cached virtualenv, and measures, each against bare Flask in the same run:
 
 * requests per second over HTTP (wrk), gunicorn ``-w 2 -k gthread --threads 4`` on both sides,
-  production settings, rate limits raised out of the way; then the same through the project's
-  nginx config over two instances of each;
+  production settings, rate limits raised out of the way, and the CPU the servers spent a
+  request; then the same through the project's nginx config over two instances of each;
 * CPU time per request of the API's list pages and of the signed-in home page in process, by
   table size and page depth, on SQLite and (if its server answers on 127.0.0.1:5432) PostgreSQL;
 * the Celery round trip, from an asynchronous request's 202 to its result, of the project
@@ -66,14 +66,15 @@ MODES = {
         "repeats": 3,
         "jobs": 30,
     },
-    # 6 s a run and 300 requests a timing took 18.4 min on 2 busy cores (load 3-6): trimmed.
+    # 5 s a run, 5 rounds, 200 requests a timing and 120 jobs were still in the PostgreSQL
+    # 100,000-row timings at 15.5 min on 2 cores losing 8-15% to steal: trimmed to keep within 20.
     "full": {
-        "seconds": 5,
-        "rounds": 5,
+        "seconds": 3,
+        "rounds": 4,
         "sizes": "1000,10000,100000",
-        "requests": 200,
-        "repeats": 7,
-        "jobs": 120,
+        "requests": 100,
+        "repeats": 5,
+        "jobs": 80,
     },
 }
 SECTIONS = ["cpu", "celery", "commands", "socketio"]
@@ -140,18 +141,19 @@ def http_rows(project: Path, python: Path, work: Path, args) -> list[dict]:
             for _ in range(instances):
                 config = ["--config", "gunicorn.conf.py"]
                 servers.append(Server(PACKAGE, python, project, generated_env, config))
-            bare, generated = servers[:instances], servers[instances:]
-            urls = [bare[0].url(""), generated[0].url("")]
-            if via == "nginx":
-                for name, group in (("bare", bare), ("generated", generated)):
-                    proxy, url = load.nginx(
+            sides = []
+            for name, group in (("bare", servers[:instances]), ("generated", servers[instances:])):
+                side = load.Side(group[0].url(""), [s.proc.pid for s in group])
+                if via == "nginx":
+                    proxy, side.url = load.nginx(
                         project, work / f"nginx-{name}", [s.port for s in group]
                     )
                     proxies.append(proxy)
-                    urls[name == "generated"] = url
-            print(f"HTTP, {via}: bare {urls[0]}, generated {urls[1]}", flush=True)
-            load.check_rows(selected, urls[1])
-            load.measure(selected, *urls, args.seconds, args.rounds)
+                    side.groups.append(proxy.pid)
+                sides.append(side)
+            print(f"HTTP, {via}: bare {sides[0].url}, generated {sides[1].url}", flush=True)
+            load.check_rows(selected, sides[1].url)
+            load.measure(selected, *sides, args.seconds, args.rounds)
         finally:
             load.stop_all(servers, proxies)
         results += [row.summary() for row in selected]

@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,7 @@ __all__ = [
 ]
 
 HOST = "127.0.0.1"
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 # The worker settings both servers of a comparison get, whatever the project's config says.
 GUNICORN_WORKERS = ["--workers", "2", "--worker-class", "gthread", "--threads", "4"]
 # Rate limits raised out of the way through the project's own settings: a benchmark from one
@@ -173,24 +174,46 @@ def wait_until_answers(url: str, proc: subprocess.Popen, log: Path, seconds: flo
     raise SystemExit(f"{url} did not answer: see {log}\n{log.read_text()[-3000:]}")
 
 
+def cpu_seconds(groups: Iterable[int]) -> float:
+    """CPU time (user and system) the live processes of these process groups have used so far:
+    a server's master and workers (each Server leads a session, so its group is its pid)."""
+    groups, ticks = set(groups), 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):  # a process that ended since the listing
+            # After the command's closing parenthesis: state, ppid, pgrp, ... utime, stime.
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[2]) in groups:
+                ticks += int(fields[11]) + int(fields[12])
+    return ticks / CLOCK_TICKS
+
+
 def wrk(
-    url: str, seconds: float, headers: Mapping[str, str] | None = None, script: Path | None = None
+    url: str,
+    seconds: float,
+    headers: Mapping[str, str] | None = None,
+    script: Path | None = None,
+    servers: Iterable[int] = (),
 ) -> dict[str, float]:
     """Requests per second, latency percentiles (ms) and failed responses of ``url`` under
-    ``wrk -t1 -c8`` for ``seconds``."""
+    ``wrk -t1 -c8`` for ``seconds``; with ``servers`` (process groups), the CPU they used a
+    request, in microseconds."""
     cmd = ["wrk", "-t1", "-c8", f"-d{seconds}s", "--latency"]
     for name, value in (headers or {}).items():
         cmd += ["-H", f"{name}: {value}"]
     cmd += ["-s", str(script)] if script else []
+    cpu_before = cpu_seconds(servers)
     out = subprocess.run([*cmd, url], capture_output=True, text=True, check=True).stdout
+    cpu = cpu_seconds(servers) - cpu_before
     failed = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    requests = int(re.search(r"(\d+) requests in", out).group(1))
     return {
         "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
         "p50_ms": latency(out, "50%"),
         "p99_ms": latency(out, "99%"),
         "failed": int(failed.group(1)) if failed else 0,
         "socket_errors": sum(map(int, errors.groups())) if errors else 0,
+        "server_cpu_us": cpu / requests * 1e6 if servers and requests else None,
     }
 
 

@@ -23,14 +23,17 @@ def test_smallest_run_writes_a_table_a_json_file_and_a_chart(tmp_path):
     results = json.loads((tmp_path / "results.json").read_text())
     [row] = results["http"]
     assert row["key"] == "healthz"
-    for figure in ("rps", "bare_rps", "ratio", "p50_ms", "p99_ms"):
+    figures = ("rps", "bare_rps", "ratio", "p50_ms", "p99_ms")
+    for figure in (*figures, "server_cpu_us", "bare_server_cpu_us", "cpu_ratio"):
         assert isinstance(row[figure], float) and row[figure] > 0, (figure, row)
     assert len(row["runs"]) == len(row["bare_runs"]) == 1
     assert results["meta"]["cores"] >= 1
 
     table = (tmp_path / "results.md").read_text()
     line = next(line for line in table.splitlines() if line.startswith("| `GET /healthz`"))
-    assert re.search(r"\| direct \| \d+ \| \d+ \| \d+\.\d\dx \|", line), line
+    # req/s bare and generated, their ratio; server CPU a request bare / generated, their ratio
+    figures = r"\| direct \| \d+ \| \d+ \| \d+\.\d\dx \| \d+ / \d+ \| \d+\.\d\dx \|"
+    assert re.search(figures, line), line
     assert table in done.stdout  # printed as well, for a CI log
 
     png = (tmp_path / "results.png").read_bytes()
