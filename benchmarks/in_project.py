@@ -180,7 +180,7 @@ def instructions(package: str, shim: str, rows: int, requests: int) -> dict:
         "GET /healthz": (client, "/healthz", HOST),
         "GET / (anonymous)": (client, "/", HOST),
         "web / signed in": signed_in_home(app, seeded["browser_headers"]),
-        **{name: (client, paths[name], token) for name in ("v1 first", "v2 first")},
+        **{name: (client, paths[name], token) for name in ("v1 first", "v2 first", "v2 last")},
     }
     for name, (browser, path, headers) in counted.items():
         for _ in range(20):  # warm: imports, caches, pools

@@ -145,6 +145,7 @@ def test_instruction_counts_come_for_every_request_with_bare_flask_as_one(tmp_pa
         "web / signed in",
         "v1 first",
         "v2 first",
+        "v2 last",
     ]
     counts = {name: int(count.replace(",", "")) for name, count, _ in rows}
     # The generated app does more than bare Flask on every request (hooks, headers, metrics).
