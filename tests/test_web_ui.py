@@ -32,7 +32,7 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 WEB_UI_NAMES = re.compile(
-    r"flask[-_]?login|flask[-_]?wtf|bootstrap|email[-_]validator|csrf|login_manager|WTF_"
+    r"flask[-_]?login|flask[-_]?wtf|bootstrap|csrf|login_manager|WTF_"
     r"|render_template",
     re.IGNORECASE,
 )

@@ -38,8 +38,15 @@ FEATURE_MARKERS = (
     Markers(
         "web_ui",
         imports=("flask_bootstrap", "flask_login", "flask_wtf", "wtforms"),
-        deps=("bootstrap-flask", "email-validator", "flask-login", "flask-wtf", "wtforms"),
+        deps=("bootstrap-flask", "flask-login", "flask-wtf", "wtforms"),
         words=(r"bootstrap", r"flask[-_]login", r"flask[-_]wtf", r"login_manager"),
+    ),
+    # Accounts that log in (the web UI's or the API's): roles, permissions, ``flask users``.
+    Markers(
+        "web_ui or api",
+        imports=("email_validator",),
+        deps=("email-validator",),
+        words=(r"permission_required", r"create-admin", r"user_roles"),
     ),
     Markers(
         "api",
