@@ -28,7 +28,7 @@ import pytest
 import yaml
 from support.commands import project_env, run
 from support.nginx import local_config
-from support.processes import Process, wait_for_http
+from support.processes import Process, wait_for, wait_for_http
 from support.processes import http_get as get
 from support.rendering import preset, render
 from support.services import free_port, require_command
@@ -451,9 +451,15 @@ def test_nginx_balances_and_survives_a_killed_instance(
     ]
     proxied = [[e for e in entries if e["client"] == "127.0.0.1"] for entries in accesses]
     served = [len(entries) for entries in proxied]
-    nginx_ids = re.findall(r" ([0-9a-f]{32})$", (conf.parent / "access.log").read_text(), re.M)
     app_ids = {entry["request_id"] for entries in proxied for entry in entries}
-    assert app_ids <= set(nginx_ids), (proxied, nginx_ids)
+
+    def nginx_ids() -> set[str]:
+        text = (conf.parent / "access.log").read_text()
+        return set(re.findall(r" ([0-9a-f]{32})$", text, re.M))
+
+    # nginx writes a request's access line once the response is sent: the client can read the
+    # response, and the app log its line, before nginx's line is there.
+    wait_for(lambda: app_ids <= nginx_ids(), 5, lambda: f"{proxied}\n{nginx_ids()}")
     assert sum(served) >= 10, served
     if "ip_hash;" in conf.read_text():
         assert 0 in served, f"ip_hash should keep one client on one instance: {served}"
