@@ -5,9 +5,9 @@ Both shapes users get: ``full`` (Socket.IO: one gevent worker per instance, and 
 ``ip_hash`` sends every client on 127.0.0.1 to one instance) and ``api`` (gthread workers,
 round robin). hey sends the GETs. The writes come from threads here, each POST with a name of
 its own, so that the database can be checked against the answers: nginx retries a GET that a
-dead instance did not answer, never a POST it had sent. So a POST fails (502, saved or not)
-when it was in flight at the kill, or sent on a kept-alive connection to the dead instance
-before nginx saw it closed; none may be saved twice.
+dead instance did not answer, never a POST it had sent. So a POST fails (502, or an answer
+cut short after its headers; saved or not) when it was in flight at the kill, or sent on a
+kept-alive connection to the dead instance before nginx saw it closed; none may be saved twice.
 """
 
 from __future__ import annotations
@@ -209,8 +209,14 @@ def test_killing_the_serving_instance_fails_no_get_and_saves_no_post_twice(
     assert set(statuses) == {200} and not errors, f"{figures}\n{web.diagnostics()}"
     assert {name: n for name, n in saved.items() if n > 1} == {}, "a POST was saved twice"
     assert [name for name in created if saved[name] != 1] == []
-    # nginx answers a POST it cannot pass on at once, with 502: none waits for its timeout.
-    assert {status for _, status in failed} <= {502}, f"{figures}\n{web.diagnostics()}"
+    # nginx answers a POST it cannot pass on at once with 502, and cuts the answer short when the
+    # instance died between sending the headers (already passed on) and the body: none waits for
+    # a timeout, and no other status comes back.
+    cut_short = re.compile(r"ChunkedEncodingError\(ProtocolError\('Connection broken")
+    unexpected = [
+        status for _, status in failed if status != 502 and not cut_short.match(str(status))
+    ]
+    assert unexpected == [], f"{figures}\n{web.diagnostics()}"
     answered_by = Counter(
         web.instance_of(upstream) for _, status, upstream in posts if status == 201
     )
