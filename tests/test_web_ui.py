@@ -23,6 +23,7 @@ from support.rendering import render
 from support.services import E2E_REQUIRED, free_port, require_command
 
 SLUG = "web_shop"
+PASSWORD = "correct horse battery"
 CHROMIUM_ARGS = [
     "--disable-gpu",
     "--disable-dev-shm-usage",
@@ -75,15 +76,23 @@ def project(template_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
 
 
 @pytest.fixture
-def server(project: Path, tmp_path: Path, started: list[Process]) -> str:
-    """The project served by ``flask run`` on a free loopback port, with its tables created."""
-    env = {
+def server_env(project: Path, tmp_path: Path) -> dict[str, str]:
+    """The environment of the served project, and of ``flask`` commands on its database."""
+    return {
         **project_env(project),
         "FLASK_CONFIG": "production",
         "SECRET_KEY": secrets.token_urlsafe(48),
         "TRUSTED_HOSTS": "shop.example.com",  # the browser uses 127.0.0.1: always trusted
         "DATABASE_URL": f"sqlite:///{tmp_path / 'web.db'}",
     }
+
+
+@pytest.fixture
+def server(
+    project: Path, server_env: dict[str, str], tmp_path: Path, started: list[Process]
+) -> str:
+    """The project served by ``flask run`` on a free loopback port, with its tables created."""
+    env = server_env
     flask = [sys.executable, "-m", "flask", "--app", SLUG]
     if (project / "migrations").is_dir():
         run([*flask, "db", "upgrade"], cwd=project, env=env)
@@ -138,19 +147,7 @@ def test_register_log_in_add_an_item_and_log_out_in_a_browser(server: str, tmp_p
 
         page.goto(server)
         expect(page).to_have_title("Web Shop")
-        page.get_by_role("link", name="Create an account").click()
-        page.get_by_label("Username").fill("ada")
-        page.get_by_label("Email").fill("ada@example.com")
-        page.get_by_label("Password", exact=True).fill("correct horse battery")
-        page.get_by_label("Repeat password").fill("correct horse battery")
-        page.get_by_role("button", name="Register").click()
-        expect(alert).to_have_text("Your account is ready: you can log in now.")
-
-        page.get_by_label("Username").fill("ada")
-        page.get_by_label("Password").fill("correct horse battery")
-        page.get_by_role("button", name="Log in").click()
-        expect(alert).to_have_text("Welcome back, ada!")
-        expect(nav.get_by_role("link", name="ada")).to_be_visible()
+        register_and_log_in(page, expect, "ada")
         expect(page.get_by_role("heading", name="Your items")).to_be_visible()
 
         for name in ("telescope", "notebook"):
@@ -184,6 +181,62 @@ def test_register_log_in_add_an_item_and_log_out_in_a_browser(server: str, tmp_p
         assert requested
         assert all(url.startswith(server) for url in requested), requested
         assert blocked == [], "the Content-Security-Policy blocked parts of the pages"
+
+
+def register_and_log_in(page, expect, username: str) -> None:
+    """From the home page, as a visitor: create an account, then log in with it."""
+    alert = page.get_by_role("alert")
+    page.get_by_role("link", name="Create an account").click()
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Email").fill(f"{username}@example.com")
+    page.get_by_label("Password", exact=True).fill(PASSWORD)
+    page.get_by_label("Repeat password").fill(PASSWORD)
+    page.get_by_role("button", name="Register").click()
+    expect(alert).to_have_text("Your account is ready: you can log in now.")
+    log_in(page, expect, username)
+
+
+def log_in(page, expect, username: str) -> None:
+    """On the log-in page: log in as ``username``."""
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_role("alert")).to_have_text(f"Welcome back, {username}!")
+    expect(page.get_by_role("navigation").get_by_role("link", name=username)).to_be_visible()
+
+
+def test_an_admin_deactivates_a_user_whose_open_session_ends_at_the_next_click(
+    server: str, server_env: dict[str, str], project: Path, tmp_path: Path
+) -> None:
+    """Two browsers: a user signed in, and an admin who deactivates them in the admin area."""
+    create_admin = ["users", "create-admin", "--username", "root", "--email", "root@example.com"]
+    flask = [sys.executable, "-m", "flask", "--app", SLUG]
+    run([*flask, *create_admin, "--password", PASSWORD], cwd=project, env=server_env)
+    with chromium_page() as (admin, expect, requested, blocked):
+        user = admin.context.browser.new_context().new_page()
+        user.goto(server)
+        register_and_log_in(user, expect, "ada")
+
+        admin.goto(f"{server}/login")
+        log_in(admin, expect, "root")
+        admin.get_by_role("navigation").get_by_role("link", name="Users").click()
+        admin.get_by_role("searchbox", name="Search users").fill("ada")
+        admin.get_by_role("button", name="Search").click()
+        admin.get_by_role("button", name="Deactivate ada").click()
+        expect(admin.get_by_role("alert")).to_have_text(
+            "ada is deactivated: their sessions and tokens have ended."
+        )
+        expect(admin.get_by_role("button", name="Reactivate ada")).to_be_visible()
+        admin.get_by_role("link", name="Audit log").click()
+        expect(admin.get_by_role("row").nth(1)).to_contain_text("root deactivate ada")
+        admin.screenshot(path=tmp_path / "audit.png", full_page=True)
+
+        user.get_by_role("navigation").get_by_role("link", name="ada").click()
+        expect(user).to_have_url(re.compile(r"/login\?next=%2Fprofile$"))
+        expect(user.get_by_role("navigation").get_by_role("link", name="Log in")).to_be_visible()
+
+        assert all(url.startswith(server) for url in requested), requested
+        assert blocked == [], "the Content-Security-Policy blocked parts of the admin area"
 
 
 def test_the_api_docs_work_in_a_browser_from_the_app_alone(server: str, tmp_path: Path) -> None:

@@ -41,12 +41,22 @@ FEATURE_MARKERS = (
         deps=("bootstrap-flask", "flask-login", "flask-wtf", "wtforms"),
         words=(r"bootstrap", r"flask[-_]login", r"flask[-_]wtf", r"login_manager"),
     ),
-    # Accounts that log in (the web UI's or the API's): roles, permissions, ``flask users``.
+    # Accounts that log in (the web UI's or the API's): roles, permissions, ``flask users``,
+    # the audit log, mail, password reset and address verification.
     Markers(
         "web_ui or api",
-        imports=("email_validator",),
+        imports=("email_validator", "smtplib"),
         deps=("email-validator",),
-        words=(r"permission_required", r"create-admin", r"user_roles"),
+        words=(
+            r"permission_required",
+            r"create-admin",
+            r"user_roles",
+            r"audit_log",
+            r"MAIL_SERVER",
+            r"mailpit",
+            r"password[-_ ]reset",
+            r"email_verified",
+        ),
     ),
     Markers(
         "api",
