@@ -185,6 +185,9 @@ def test_compose_config(projects: dict[str, Path], combo: str) -> None:
     if answers.get("celery_broker") == "rabbitmq":
         expected.add("rabbitmq")
     expected.add("prometheus")
+    accounts = answers.get("web_ui", True) or answers.get("api", True)
+    if accounts:
+        expected.add("mailpit")
     assert set(services) == expected
 
     assert services["web"]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
@@ -204,6 +207,10 @@ def test_compose_config(projects: dict[str, Path], combo: str) -> None:
     assert environment["FLASK_CONFIG"] == "production"
     assert environment["PROXY_COUNT"] == "1"
     assert environment["TRUSTED_HOSTS"] == "localhost"  # until .env names the public hosts
+    if accounts:  # mail goes to Mailpit, whose UI is on this host only, until .env names a server
+        assert (environment["MAIL_SERVER"], environment["MAIL_PORT"]) == ("mailpit", "1025")
+        assert [p["host_ip"] for p in services["mailpit"]["ports"]] == ["127.0.0.1"]
+        assert services["mailpit"]["read_only"] is True
     if answers.get("celery_broker") == "rabbitmq":
         assert environment["CELERY_BROKER_URL"].startswith("amqp://")
         # Queued tasks outlive a new RabbitMQ container: the node's name (its host name, which

@@ -224,7 +224,7 @@ def test_an_admin_deactivates_a_user_whose_open_session_ends_at_the_next_click(
         admin.get_by_role("button", name="Search").click()
         admin.get_by_role("button", name="Deactivate ada").click()
         expect(admin.get_by_role("alert")).to_have_text(
-            "ada is deactivated: their sessions and tokens have ended."
+            "ada is deactivated: signed out everywhere until reactivated."
         )
         expect(admin.get_by_role("button", name="Reactivate ada")).to_be_visible()
         admin.get_by_role("link", name="Audit log").click()
