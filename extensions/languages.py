@@ -27,8 +27,7 @@ import ast
 import html
 import io
 import re
-import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SOURCE = "en"  # the language the template's strings are written in
 # A fixed date in the projects' catalogue headers: re-rendering one gives the same file, so
 # `copier update` shows no change where there is none.
-HEADER_DATE = datetime(2026, 12, 1, tzinfo=timezone.utc)
+HEADER_DATE = datetime(2026, 12, 1, tzinfo=UTC)
 
 _STRING = r'"(?:[^"\\\n]|\\.)*"' + r"|'(?:[^'\\\n]|\\.)*'"
 _MARK = re.compile(r"(?<![\w.])_l?\(")
@@ -188,7 +187,11 @@ def plain_python(source: str) -> str:
 
 
 def _page_lines(source: str, keep: str, drop: str) -> str:
-    lines = [line for line in source.splitlines(keepends=True) if line.rstrip().endswith(keep) or not line.rstrip().endswith(drop)]
+    lines = [
+        line
+        for line in source.splitlines(keepends=True)
+        if line.rstrip().endswith(keep) or not line.rstrip().endswith(drop)
+    ]
     return "".join(re.sub(r"\s*" + re.escape(keep) + r"(?=\n|$)", "", line) for line in lines)
 
 
@@ -198,11 +201,11 @@ def plain_html(source: str) -> str:
 
     def text(match: re.Match[str]) -> str:
         literal = html.escape(ast.literal_eval(match.group("text")), quote=False)
-        values = dict(
-            (part.split("=", 1)[0].strip(), part.split("=", 1)[1].strip())
+        values = {
+            part.split("=", 1)[0].strip(): part.split("=", 1)[1].strip()
             for part in match.group("args").split(",")
             if "=" in part
-        )
+        }
         return _PLACEHOLDER.sub(lambda m: "{{ " + values[m.group(1)] + " }}", literal)
 
     source = _PAGE_MARK.sub(text, source)
@@ -222,10 +225,20 @@ def _exists(path: str, context: Context) -> str | None:
     parts = []
     for part in path.split("/")[1:]:  # without "template/"
         rendered = context.environment.from_string(part).render(context.get_all())
-        if not rendered:
+        if not rendered.removesuffix(".jinja"):
             return None
         parts.append(rendered.removesuffix(".jinja"))
     return "/".join(parts)
+
+
+def _holds(message: Any, location: str, context: Context) -> bool:
+    """Whether the Copier condition of a string at ``location`` holds (no condition: yes)."""
+    for comment in message.auto_comments:
+        if comment.startswith(f"when {location}: "):
+            condition = comment.split(": ", 1)[1]
+            rendered = context.environment.from_string("{{ " + condition + " }}")
+            return rendered.render(context.get_all()) == "True"
+    return True
 
 
 @pass_context
@@ -261,11 +274,18 @@ def catalogue(context: Context, locale: str | None = None) -> str:
     for message in template:
         if not message.id:
             continue
-        locations = [(rendered, None) for source, _ in message.locations if (rendered := _exists(source, context))]
+        locations = [
+            (rendered, None)
+            for source, line in message.locations
+            if _holds(message, f"{source}:{line}", context)
+            and (rendered := _exists(source, context))
+        ]
         if not locations:
             continue
         string = translated[message.id].string if translated and message.id in translated else ""
-        project.add(message.id, string, locations=sorted(set(locations)), flags=message.flags - {"fuzzy"})
+        project.add(
+            message.id, string, locations=sorted(set(locations)), flags=message.flags - {"fuzzy"}
+        )
     out = io.BytesIO()
     write_po(out, project, sort_by_file=True, include_lineno=False, omit_header=locale is None)
     return out.getvalue().decode("utf-8")
@@ -289,9 +309,13 @@ class LanguagesExtension(Extension):
                     "{% else %}{% raw %}" + plain_html(source) + "{% endraw %}{% endif %}"
                 )
             if name.endswith(".py.jinja") and _MARK.search(source):
-                return "{% if i18n %}" + source + "{% else %}" + plain_python(source) + "{% endif %}"
+                return (
+                    "{% if i18n %}" + source + "{% else %}" + plain_python(source) + "{% endif %}"
+                )
         except (ValueError, KeyError) as error:
-            raise TemplateSyntaxError(f"a translation mark flaskscale cannot write out: {error}", 1, name, filename) from None
+            raise TemplateSyntaxError(
+                f"a translation mark flaskscale cannot write out: {error}", 1, name, filename
+            ) from None
         return source
 
 
@@ -305,9 +329,45 @@ def _python_in_template(fileobj, keywords, comment_tags, options):
     from babel.messages.extract import extract_python
 
     source = fileobj.read().decode("utf-8")
+    conditions = _line_conditions(source)
     source = re.sub(r"^[ \t]*\{[%#].*?[%#]\}[ \t]*$", "", source, flags=re.MULTILINE)
     source = re.sub(r"\{%.*?%\}|\{\{.*?\}\}", "x", source)
-    yield from extract_python(io.BytesIO(source.encode()), keywords, comment_tags, options)
+    for line, function, message, comments in extract_python(
+        io.BytesIO(source.encode()), keywords, comment_tags, options
+    ):
+        when = conditions[line - 1]
+        yield line, function, message, [*comments, f"when: {when}"] if when else comments
+
+
+_TAG = re.compile(r"\{%-?\s*(if|elif|else|endif)\b(.*?)-?%\}")
+
+
+def _line_conditions(source: str) -> list[str]:
+    """For each line of a template, the Copier condition it is rendered under ("" if always)."""
+    stack: list[tuple[list[str], str]] = []  # per open block: earlier branches, this one's
+    conditions, position = [], 0
+    tags = list(_TAG.finditer(source))
+    for line in source.splitlines(keepends=True):
+        position += len(line)
+        while tags and tags[0].start() < position - len(line) + len(line.rstrip()):
+            tag = tags.pop(0)
+            kind, expression = tag.group(1), tag.group(2).strip()
+            if kind == "if":
+                stack.append(([], f"({expression})"))
+            elif kind in ("elif", "else") and stack:
+                before, current = stack.pop()
+                before = [*before, current]
+                negated = " and ".join(f"not {c}" for c in before)
+                stack.append(
+                    (
+                        before,
+                        f"({negated} and ({expression}))" if kind == "elif" else f"({negated})",
+                    )
+                )
+            elif kind == "endif" and stack:
+                stack.pop()
+        conditions.append(" and ".join(current for _, current in stack))
+    return conditions
 
 
 def update() -> None:
@@ -326,15 +386,17 @@ def update() -> None:
     for path, line, message, comments, context in extract_from_dir(
         str(ROOT / "template"), methods, keywords=keywords
     ):
-        template.add(message, None, [(f"template/{path}", line)], auto_comments=comments, context=context)
+        location = f"template/{path}"
+        comments = [c.replace("when: ", f"when {location}:{line}: ", 1) for c in comments]
+        template.add(message, None, [(location, line)], auto_comments=comments, context=context)
     with open(CATALOGUES / "messages.pot", "wb") as file:
-        write_po(file, template, omit_header=True, sort_by_file=True, width=0)
+        write_po(file, template, omit_header=True, sort_by_file=True, width=10_000)
     for path in sorted(CATALOGUES.glob("*.po")):
         with open(path, encoding="utf-8") as file:
             catalogue = read_po(file, locale=path.stem)
         catalogue.update(template, no_fuzzy_matching=True)
         with open(path, "wb") as file:
-            write_po(file, catalogue, ignore_obsolete=True, sort_by_file=True, width=0)
+            write_po(file, catalogue, ignore_obsolete=True, sort_by_file=True, width=10_000)
 
 
 if __name__ == "__main__":

@@ -68,7 +68,13 @@ if TYPE_CHECKING:
     from requests import Response
 
 SLUG = "image_check"
-ANSWERS = preset("full", project_name="Image Check", project_slug=SLUG, python_version=BASE_PYTHON)
+ANSWERS = preset(
+    "full",
+    project_name="Image Check",
+    project_slug=SLUG,
+    python_version=BASE_PYTHON,
+    languages="en,es,de",
+)
 HOST = "127.0.0.1"
 POSTGRES_PORT = 5432
 # Under slirp4netns with allow_host_loopback, the host's 127.0.0.1 as a container sees it.
@@ -255,6 +261,14 @@ def test_the_default_command_serves_healthz_as_a_non_root_user(image: Image, rec
 
     status, body = get(f"http://{HOST}:{port}/healthz")
     assert (status, body.strip()) == (200, b'{"status":"ok"}')
+    # The catalogues were compiled into the image: pages in the language the browser asks for.
+    import requests
+
+    login = requests.get(
+        f"http://{HOST}:{port}/login", headers={"Accept-Language": "es"}, timeout=10
+    ).text
+    assert '<html lang="es">' in login
+    assert "¿Has olvidado tu contraseña?" in login, login[:2000]
     # The readiness probe reaches the SQLite database the configuration names.
     assert get(f"http://{HOST}:{port}/readyz")[0] == 200
 

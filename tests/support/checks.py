@@ -8,6 +8,7 @@ names under ``template/``.
 from __future__ import annotations
 
 import ast
+import importlib.util
 import io
 import re
 import tokenize
@@ -57,6 +58,13 @@ FEATURE_MARKERS = (
             r"password[-_ ]reset",
             r"email_verified",
         ),
+    ),
+    # Translation (languages with more than one code): Flask-Babel, catalogues, marked strings.
+    Markers(
+        "i18n",
+        imports=("flask_babel", "babel"),
+        deps=("flask-babel", "babel"),
+        words=(r"babel", r"gettext", r"\btranslations\b", r"(?<![\w.])_l?\(\s*[\"']", r"locale"),
     ),
     Markers(
         "api",
@@ -195,6 +203,13 @@ class CheckFailed(Exception):
     pass
 
 
+def _load_module(path: Path):
+    spec = importlib.util.spec_from_file_location(f"_checked_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def check_jinja(project: Path, template_root: Path) -> None:
     problems = []
     for rel in project_files(project):
@@ -212,13 +227,20 @@ def check_jinja(project: Path, template_root: Path) -> None:
         for number, line in enumerate(text.splitlines(), 1):
             if _JINJA.search(line):
                 problems.append(f"{rel}:{number}: {line.strip()[:100]}")
-    # Flask's templates must arrive byte for byte (never rendered by Copier).
+    # Flask's templates must arrive byte for byte (never rendered by Copier); those with strings
+    # to translate (*.html.jinja) as extensions/languages.py writes them, marked or not.
+    extension = template_root.parent / "extensions" / "languages.py"
+    languages = _load_module(extension if extension.exists() else REPO / "extensions/languages.py")
+    several = (project / SLUG / "i18n.py").exists()
     source = {}
-    for path in template_root.rglob("*.html"):
+    for path in [*template_root.rglob("*.html"), *template_root.rglob("*.html*.jinja")]:
         rel = path.relative_to(template_root).as_posix()
-        source[re.sub(r"\{%.*?%\}(.*?)\{%.*?%\}", r"\1", rel).replace("{{project_slug}}", SLUG)] = (
-            path.read_bytes()
-        )
+        rel = re.sub(r"\{%.*?%\}(.*?)\{%.*?%\}", r"\1", rel).replace("{{project_slug}}", SLUG)
+        data = path.read_bytes()
+        if rel.endswith(".jinja"):
+            rel, text = rel.removesuffix(".jinja"), data.decode("utf-8")
+            data = (languages.marked_html(text) if several else languages.plain_html(text)).encode()
+        source[rel] = data
     for rel, data in project_files(project).items():
         if FLASK_TEMPLATES.match(rel) and source.get(rel) != data:
             problems.append(f"{rel}: differs from the template's copy (was it rendered?)")

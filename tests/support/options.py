@@ -28,7 +28,28 @@ CHECKS = (
     "repro",
 )  # fmt: skip
 
-_jinja = SandboxedEnvironment()
+# Free-text answers the matrix varies all the same: one language, and several.
+SAMPLED = {"languages": ("en", "en,es,de")}
+
+
+def _environment() -> SandboxedEnvironment:
+    """Jinja with the template's own filters (extensions/), as Copier loads them."""
+    import importlib.util
+
+    environment = SandboxedEnvironment()
+    for module_name in ("slugs", "languages"):
+        path = REPO / "extensions" / f"{module_name}.py"
+        spec = importlib.util.spec_from_file_location(f"_flaskscale_{module_name}", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        extension = next(
+            v for k, v in vars(module).items() if k.endswith("Extension") and k != "Extension"
+        )
+        extension(environment)
+    return environment
+
+
+_jinja = _environment()
 
 
 def cast_to_bool(value: Any) -> bool:
@@ -79,7 +100,7 @@ class Option:
     def values(self) -> tuple[Any, ...]:
         if self.question.type == "bool":
             return (False, True)
-        return tuple(self.question.choices.values())
+        return SAMPLED.get(self.name) or tuple(self.question.choices.values())
 
     @property
     def default(self) -> Any:
@@ -145,7 +166,7 @@ def option_space(root: Path = REPO) -> OptionSpace:
     for name, question in load_questions(root).items():
         if question.computed:
             computed.append(question)
-        elif question.type == "bool" or question.choices:
+        elif question.type == "bool" or question.choices or name in SAMPLED:
             options.append(Option(question, config[name].get("validator")))
     return OptionSpace(tuple(options), tuple(computed))
 
