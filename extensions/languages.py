@@ -27,7 +27,9 @@ import ast
 import html
 import io
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +45,7 @@ SOURCE = "en"  # the language the template's strings are written in
 HEADER_DATE = datetime(2026, 12, 1, tzinfo=UTC)
 
 _STRING = r'"(?:[^"\\\n]|\\.)*"' + r"|'(?:[^'\\\n]|\\.)*'"
+_STRING_RE = re.compile(_STRING)
 _MARK = re.compile(r"(?<![\w.])_l?\(")
 _PAGE_MARK = re.compile(
     r"\{\{\s*_\(\s*(?P<text>" + _STRING + r")(?P<args>(?:\s*,\s*\w+\s*=\s*[^,(){}]+?)*)\s*\)\s*\}\}"
@@ -99,7 +102,7 @@ def _call_end(source: str, start: int) -> int:
     while i < len(source):
         char = source[i]
         if char in "\"'":
-            match = re.compile(_STRING).match(source, i)
+            match = _STRING_RE.match(source, i)
             if not match:
                 raise ValueError("an unterminated string")
             i = match.end()
@@ -117,7 +120,7 @@ def _split_arguments(text: str) -> list[str]:
     while i < len(text):
         char = text[i]
         if char in "\"'":
-            match = re.compile(_STRING).match(text, i)
+            match = _STRING_RE.match(text, i)
             current += match.group()
             i = match.end()
             continue
@@ -160,7 +163,7 @@ def _python_string(arguments: str) -> str:
 
         return "f" + quote + _PLACEHOLDER.sub(value, body).replace("%%", "%") + quote
 
-    return re.sub(_STRING, to_fstring, text.strip())
+    return _STRING_RE.sub(to_fstring, text.strip())
 
 
 def plain_python(source: str) -> str:
@@ -201,11 +204,8 @@ def plain_html(source: str) -> str:
 
     def text(match: re.Match[str]) -> str:
         literal = html.escape(ast.literal_eval(match.group("text")), quote=False)
-        values = {
-            part.split("=", 1)[0].strip(): part.split("=", 1)[1].strip()
-            for part in match.group("args").split(",")
-            if "=" in part
-        }
+        pairs = [part.split("=", 1) for part in match.group("args").split(",") if "=" in part]
+        values = {key.strip(): value.strip() for key, value in pairs}
         return _PLACEHOLDER.sub(lambda m: "{{ " + values[m.group(1)] + " }}", literal)
 
     source = _PAGE_MARK.sub(text, source)
@@ -220,24 +220,17 @@ def marked_html(source: str) -> str:
 # -- catalogues --------------------------------------------------------------------------------
 
 
-def _exists(path: str, context: Context) -> str | None:
+def _exists(path: str, render: Callable[[str], str]) -> str | None:
     """The project path of the template file ``path``, or None when the answers leave it out."""
-    parts = []
-    for part in path.split("/")[1:]:  # without "template/"
-        rendered = context.environment.from_string(part).render(context.get_all())
-        if not rendered.removesuffix(".jinja"):
-            return None
-        parts.append(rendered.removesuffix(".jinja"))
-    return "/".join(parts)
+    parts = [render(part).removesuffix(".jinja") for part in path.split("/")[1:]]  # no template/
+    return None if "" in parts else "/".join(parts)
 
 
-def _holds(message: Any, location: str, context: Context) -> bool:
+def _holds(message: Any, location: str, render: Callable[[str], str]) -> bool:
     """Whether the Copier condition of a string at ``location`` holds (no condition: yes)."""
     for comment in message.auto_comments:
         if comment.startswith(f"when {location}: "):
-            condition = comment.split(": ", 1)[1]
-            rendered = context.environment.from_string("{{ " + condition + " }}")
-            return rendered.render(context.get_all()) == "True"
+            return render("{{ " + comment.split(": ", 1)[1] + " }}") == "True"
     return True
 
 
@@ -250,6 +243,12 @@ def catalogue(context: Context, locale: str | None = None) -> str:
     """
     from babel.messages.catalog import Catalog
     from babel.messages.pofile import read_po, write_po
+
+    answers = context.get_all()
+
+    @cache  # the same folders and conditions come up for string after string
+    def render(text: str) -> str:
+        return context.environment.from_string(text).render(answers)
 
     with open(CATALOGUES / "messages.pot", encoding="utf-8") as file:
         template = read_po(file)
@@ -277,8 +276,7 @@ def catalogue(context: Context, locale: str | None = None) -> str:
         locations = [
             (rendered, None)
             for source, line in message.locations
-            if _holds(message, f"{source}:{line}", context)
-            and (rendered := _exists(source, context))
+            if _holds(message, f"{source}:{line}", render) and (rendered := _exists(source, render))
         ]
         if not locations:
             continue
@@ -345,11 +343,11 @@ _TAG = re.compile(r"\{%-?\s*(if|elif|else|endif)\b(.*?)-?%\}")
 def _line_conditions(source: str) -> list[str]:
     """For each line of a template, the Copier condition it is rendered under ("" if always)."""
     stack: list[tuple[list[str], str]] = []  # per open block: earlier branches, this one's
-    conditions, position = [], 0
+    conditions, line_start = [], 0
     tags = list(_TAG.finditer(source))
     for line in source.splitlines(keepends=True):
-        position += len(line)
-        while tags and tags[0].start() < position - len(line) + len(line.rstrip()):
+        # A tag on this line applies from the next line on (a block's tags stand alone).
+        while tags and tags[0].start() < line_start + len(line):
             tag = tags.pop(0)
             kind, expression = tag.group(1), tag.group(2).strip()
             if kind == "if":
@@ -358,14 +356,11 @@ def _line_conditions(source: str) -> list[str]:
                 before, current = stack.pop()
                 before = [*before, current]
                 negated = " and ".join(f"not {c}" for c in before)
-                stack.append(
-                    (
-                        before,
-                        f"({negated} and ({expression}))" if kind == "elif" else f"({negated})",
-                    )
-                )
+                branch = f"({negated} and ({expression}))" if kind == "elif" else f"({negated})"
+                stack.append((before, branch))
             elif kind == "endif" and stack:
                 stack.pop()
+        line_start += len(line)
         conditions.append(" and ".join(current for _, current in stack))
     return conditions
 
@@ -382,7 +377,7 @@ def update() -> None:
         for kind, method in (("py", _python_in_template), ("html", "jinja2"))
         for suffix in (".jinja", "{% endif %}.jinja")  # "{% if x %}name.py{% endif %}.jinja"
     ]
-    template = Catalog(project="flaskscale")
+    template = Catalog(project="flaskscale", creation_date=HEADER_DATE)  # no churn in headers
     for path, line, message, comments, context in extract_from_dir(
         str(ROOT / "template"), methods, keywords=keywords
     ):

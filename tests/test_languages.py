@@ -7,7 +7,6 @@ errors; tests/test_container_image.py tests the image's compiled catalogues.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import sys
 from pathlib import Path
@@ -16,21 +15,12 @@ import pytest
 from babel.messages.pofile import read_po
 from babel.support import Translations
 from support.commands import run
-from support.rendering import REPO, render
+from support.rendering import REPO, render, template_extension
 
 TRANSLATED = ("es", "de")  # the catalogues the template ships
 
 
-def load_extension():
-    spec = importlib.util.spec_from_file_location(
-        "_languages", REPO / "extensions" / "languages.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-languages = load_extension()
+languages = template_extension("languages")
 
 
 def messages(path: Path) -> dict[str, str]:

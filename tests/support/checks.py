@@ -8,7 +8,6 @@ names under ``template/``.
 from __future__ import annotations
 
 import ast
-import importlib.util
 import io
 import re
 import tokenize
@@ -20,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from support.options import SLUG, evaluate, render_value
-from support.rendering import REPO
+from support.rendering import REPO, template_extension
 
 # --------------------------------------------------------------------------- fingerprints
 
@@ -203,13 +202,6 @@ class CheckFailed(Exception):
     pass
 
 
-def _load_module(path: Path):
-    spec = importlib.util.spec_from_file_location(f"_checked_{path.stem}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def check_jinja(project: Path, template_root: Path) -> None:
     problems = []
     for rel in project_files(project):
@@ -229,8 +221,7 @@ def check_jinja(project: Path, template_root: Path) -> None:
                 problems.append(f"{rel}:{number}: {line.strip()[:100]}")
     # Flask's templates must arrive byte for byte (never rendered by Copier); those with strings
     # to translate (*.html.jinja) as extensions/languages.py writes them, marked or not.
-    extension = template_root.parent / "extensions" / "languages.py"
-    languages = _load_module(extension if extension.exists() else REPO / "extensions/languages.py")
+    languages = template_extension("languages")
     several = (project / SLUG / "i18n.py").exists()
     source = {}
     for path in [*template_root.rglob("*.html"), *template_root.rglob("*.html*.jinja")]:

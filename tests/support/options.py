@@ -17,7 +17,7 @@ from typing import Any
 from jinja2.sandbox import SandboxedEnvironment
 
 from flaskscale_gen.questions import Question, load_preset, load_questions, preset_names
-from support.rendering import REPO
+from support.rendering import REPO, template_extension
 
 # String answers are fixed: the matrix varies what can be switched, not free text.
 FIXED_ANSWERS = {"project_name": "Matrix Demo", "project_slug": "matrix_demo"}
@@ -34,18 +34,9 @@ SAMPLED = {"languages": ("en", "en,es,de")}
 
 def _environment() -> SandboxedEnvironment:
     """Jinja with the template's own filters (extensions/), as Copier loads them."""
-    import importlib.util
-
     environment = SandboxedEnvironment()
-    for module_name in ("slugs", "languages"):
-        path = REPO / "extensions" / f"{module_name}.py"
-        spec = importlib.util.spec_from_file_location(f"_flaskscale_{module_name}", path)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        extension = next(
-            v for k, v in vars(module).items() if k.endswith("Extension") and k != "Extension"
-        )
-        extension(environment)
+    template_extension("slugs").SlugExtension(environment)
+    template_extension("languages").LanguagesExtension(environment)
     return environment
 
 

@@ -6,15 +6,28 @@ uncommitted template changes and never depend on which git tags exist.
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 from collections.abc import Mapping
+from functools import cache
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 PRESETS = REPO / "src" / "flaskscale_gen" / "presets"
+
+
+@cache
+def template_extension(name: str) -> ModuleType:
+    """``extensions/<name>.py``, the template's Jinja helpers: a file, as Copier loads it."""
+    path = REPO / "extensions" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"_flaskscale_extension_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def snapshot_template(dest: Path) -> Path:
