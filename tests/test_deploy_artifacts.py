@@ -176,8 +176,9 @@ def test_compose_config(projects: dict[str, Path], combo: str) -> None:
     services = compose_config(project)["services"]
 
     expected = {"migrate", "web", "nginx"}
-    if answers.get("database") == "postgresql":
-        expected.add("db")
+    postgresql = answers.get("database") == "postgresql"
+    if postgresql:
+        expected |= {"db", "pgbouncer"}
     if answers.get("celery") or answers.get("socketio"):
         expected.add("redis")
     if answers.get("celery"):
@@ -207,6 +208,17 @@ def test_compose_config(projects: dict[str, Path], combo: str) -> None:
     assert environment["FLASK_CONFIG"] == "production"
     assert environment["PROXY_COUNT"] == "1"
     assert environment["TRUSTED_HOSTS"] == "localhost"  # until .env names the public hosts
+    if postgresql:
+        # The app's processes go through PgBouncer (transaction pooling); migrations do not.
+        assert "@pgbouncer:6432/" in environment["DATABASE_URL"]
+        assert "@db:5432/" in services["migrate"]["environment"]["DATABASE_URL"]
+        assert services["migrate"]["environment"]["FLASK_CONFIG"] == "production"
+        bouncer = services["pgbouncer"]["environment"]
+        assert (bouncer["POOL_MODE"], bouncer["LISTEN_PORT"]) == ("transaction", "6432")
+        assert "@db:5432/" in bouncer["DATABASE_URL"]
+        for name in ("web", "worker"):
+            if name in services:
+                assert services[name]["depends_on"]["pgbouncer"]["condition"] == "service_healthy"
     if accounts:  # mail goes to Mailpit, whose UI is on this host only, until .env names a server
         assert (environment["MAIL_SERVER"], environment["MAIL_PORT"]) == ("mailpit", "1025")
         assert [p["host_ip"] for p in services["mailpit"]["ports"]] == ["127.0.0.1"]
@@ -249,6 +261,11 @@ def test_compose_needs_every_secret_set(projects: dict[str, Path], combo: str) -
         assert missing in proc.stderr, proc.stderr
 
 
+def deployments(docs: list[dict]) -> dict[str, dict]:
+    """The Deployments of a kustomize build, by name without the overlay's prefix."""
+    return {d["metadata"]["name"].rsplit("-", 1)[-1]: d for d in docs if d["kind"] == "Deployment"}
+
+
 @pytest.mark.parametrize("combo", with_file("deploy/k8s"))
 def test_kustomize_overlays_validate(projects: dict[str, Path], combo: str) -> None:
     project, answers = projects[combo], COMBOS[combo]
@@ -276,9 +293,12 @@ def test_kustomize_overlays_validate(projects: dict[str, Path], combo: str) -> N
             pod = doc["spec"]["template"]["spec"]
             assert pod["securityContext"]["runAsNonRoot"] is True
             for container in pod["containers"]:
-                assert container["image"].split(":")[-1] == (
-                    "dev" if overlay.name == "dev" else "0.1.0"
-                )
+                if container["name"] == "pgbouncer":  # a pinned image of its own
+                    assert container["image"].startswith("edoburu/pgbouncer:v")
+                else:
+                    assert container["image"].split(":")[-1] == (
+                        "dev" if overlay.name == "dev" else "0.1.0"
+                    )
                 security = container["securityContext"]
                 assert security["readOnlyRootFilesystem"] is True
                 assert security["allowPrivilegeEscalation"] is False
@@ -302,6 +322,24 @@ def test_kustomize_overlays_validate(projects: dict[str, Path], combo: str) -> N
         for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
             headers = container[probe]["httpGet"]["httpHeaders"]
             assert {"name": "Host", "value": "localhost"} in headers, probe
+
+        # Production puts PgBouncer before the primary for the app's pods, not for migrations.
+        pooled = overlay.name != "dev"
+        assert (("Deployment", "pgbouncer") in kinds) == pooled
+        assert (("NetworkPolicy", "app") in kinds) == pooled  # pgbouncer-from-app
+        job = next(d for d in docs if d["kind"] == "Job")["spec"]["template"]["spec"]
+        assert "env" not in job["containers"][0], "migrations connect to DATABASE_URL, the primary"
+        for name, document in deployments(docs).items():
+            env = {
+                e["name"]: e
+                for e in document["spec"]["template"]["spec"]["containers"][0].get("env", [])
+            }
+            key = (
+                env.get("DATABASE_URL", {}).get("valueFrom", {}).get("secretKeyRef", {}).get("key")
+            )
+            wanted = {"web": "POOLED_DATABASE_URL", "worker": "POOLED_DATABASE_URL"}
+            wanted["pgbouncer"] = "DATABASE_URL"
+            assert key == (wanted.get(name) if pooled else None), (overlay.name, name)
 
         ingress = next(d for d in docs if d["kind"] == "Ingress")
         assert config["TRUSTED_HOSTS"] == ingress["spec"]["rules"][0]["host"]
@@ -393,7 +431,7 @@ def test_the_same_commands_run_everywhere(projects: dict[str, Path], combo: str)
     # The kubelet expands $(CELERY_CONCURRENCY) from the container's environment, set to what
     # fits the pod's memory limit.
     assert pods["worker"]["command"] == [*worker, "$(CELERY_CONCURRENCY)"]
-    concurrency = {e["name"]: e["value"] for e in pods["worker"]["env"]}["CELERY_CONCURRENCY"]
+    concurrency = {e["name"]: e.get("value") for e in pods["worker"]["env"]}["CELERY_CONCURRENCY"]
     memory = pods["worker"]["resources"]["limits"]["memory"]
     assert memory.endswith("Mi") and (int(concurrency) + 1) * 128 <= int(memory[:-2])
     assert pods["beat"]["command"] == beat_in_container
@@ -504,11 +542,10 @@ def test_network_policy_admits_only_the_ingress_controller(
             for d in docs
             if d["kind"] == "NetworkPolicy"
         }
-        assert set(policies) == {
-            "default-deny-ingress",
-            "web-from-ingress",
-            "metrics-from-namespace",
-        }
+        expected = {"default-deny-ingress", "web-from-ingress", "metrics-from-namespace"}
+        if overlay == "prod":
+            expected.add("pgbouncer-from-app")
+        assert set(policies) == expected
         deny, allow = policies["default-deny-ingress"], policies["web-from-ingress"]
         pods = {
             d["metadata"]["name"].rsplit("-", 1)[-1]: d["spec"]["template"]
@@ -554,3 +591,17 @@ def test_network_policy_admits_only_the_ingress_controller(
         for name in with_metrics:
             annotations = pods[name]["metadata"]["annotations"]
             assert annotations == {"prometheus.io/scrape": "true", "prometheus.io/port": "9100"}
+
+        # PgBouncer (prod) takes connections from the app's own pods only, on its one port.
+        if overlay == "prod":
+            pooler = policies["pgbouncer-from-app"]
+            admitted = {
+                name
+                for name, pod in pods.items()
+                if selects(pooler["podSelector"], pod["metadata"]["labels"])
+            }
+            assert admitted == {"pgbouncer"}
+            [rule] = pooler["ingress"]
+            [source] = rule["from"]
+            assert source["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": prefix[:-1]}
+            assert rule["ports"] == [{"protocol": "TCP", "port": "postgres"}]

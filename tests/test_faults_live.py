@@ -30,9 +30,9 @@ from dataclasses import dataclass
 
 import pytest
 import requests
-from support.commands import project_env, run
+from support.commands import production_env, run
 from support.postgres import dsn, fetch, throwaway_database
-from support.processes import Process, answers, wait_for
+from support.processes import Process, serve, wait_for
 from support.redis import RedisServer
 from support.rendering import preset, render
 from support.services import free_port, require_modules, require_service
@@ -120,35 +120,21 @@ def app(template_dir, tmp_path_factory) -> Iterator[App]:
     project = render(template_dir, root / slug, preset("full", project_slug=slug, ci="none"))
     redis = RedisServer(root)
     proxy = TcpProxy(HOST, POSTGRES_PORT)
-    port = free_port()
     with contextlib.ExitStack() as cleanup:
         database = cleanup.enter_context(throwaway_database(slug))
         cleanup.callback(proxy.stop)
         proxy.forward()
         cleanup.callback(redis.stop)
         redis.start()
-        env = {
-            **project_env(project),
-            "FLASK_CONFIG": "production",
-            "SECRET_KEY": secrets.token_urlsafe(48),
-            "TRUSTED_HOSTS": "shop.example.com",
-            "DATABASE_URL": f"postgresql://postgres@{proxy.address}/{database}",
-            "REDIS_URL": redis.url(),
-            "LOG_LEVEL": "INFO",
-            "METRICS_PORT": str(free_port()),
-        }
-        run([sys.executable, "-m", "flask", "--app", slug, "db", "upgrade"], project, env)
-        cmd = [sys.executable, "-m", "gunicorn", "--config", "gunicorn.conf.py"]
-        cmd += ["--bind", f"{HOST}:{port}"]  # the config binds 0.0.0.0: stay on loopback
-        gunicorn = Process("gunicorn", cmd, project, env, root / "gunicorn.log").start()
-        cleanup.callback(gunicorn.stop)
-        url = f"http://{HOST}:{port}"
-        wait_for(
-            lambda: answers(url + "/healthz") or not gunicorn.running,
-            60,
-            lambda: f"gunicorn did not start:\n{gunicorn.output()[-4000:]}",
+        env = production_env(
+            project,
+            DATABASE_URL=f"postgresql://postgres@{proxy.address}/{database}",
+            REDIS_URL=redis.url(),
+            LOG_LEVEL="INFO",
+            METRICS_PORT=str(free_port()),
         )
-        assert gunicorn.running, gunicorn.output()[-4000:]
+        run([sys.executable, "-m", "flask", "--app", slug, "db", "upgrade"], project, env)
+        url, gunicorn = serve(project, env, root / "gunicorn.log", cleanup)
         app = App(url, slug, database, gunicorn, redis, proxy)
         sign_up(app, "ada")
         yield app

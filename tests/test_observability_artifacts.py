@@ -169,6 +169,8 @@ def test_dashboard_is_a_grafana_import(projects: dict[str, Path], combo: str) ->
     titles = REQUEST_PANELS + (
         ["Task rates", "Queue length", "Task run time"] if celery(combo) else []
     )
+    if COMBOS[combo].get("database") == "postgresql":
+        titles += ["Database reads by server", "Replica lag"]
     assert [panel["title"] for panel in panels] == titles
     assert len({panel["id"] for panel in panels}) == len(panels)
     for panel in panels:

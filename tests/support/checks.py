@@ -76,7 +76,7 @@ FEATURE_MARKERS = (
         "database == 'postgresql'",
         imports=("psycopg", "psycopg2"),
         deps=("psycopg", "psycopg2", "psycopg2-binary"),
-        words=(r"postgres", r"psycopg"),
+        words=(r"postgres", r"psycopg", r"pgbouncer", r"replica_?urls", r"read[- ]your[- ]writes"),
     ),
     Markers("celery", imports=("celery", "kombu"), deps=("celery", "kombu"), words=(r"celery",)),
     Markers("celery and celery_broker == 'rabbitmq'", words=(r"rabbitmq",)),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import subprocess
 import sys
 from collections.abc import Mapping
@@ -31,6 +32,18 @@ def project_env(project: Path) -> dict[str, str]:
     env["PYTHONPATH"] = str(project)
     env["PYTHONDONTWRITEBYTECODE"] = "1"
     return env
+
+
+def production_env(project: Path, **settings: str) -> dict[str, str]:
+    """Environment for serving a generated project from its folder in production: a random
+    ``SECRET_KEY``, a trusted host name, and ``settings`` (``DATABASE_URL`` at least)."""
+    return {
+        **project_env(project),
+        "FLASK_CONFIG": "production",
+        "SECRET_KEY": secrets.token_urlsafe(48),
+        "TRUSTED_HOSTS": "shop.example.com",
+        **settings,
+    }
 
 
 def run_project_tests(project: Path, *args: str, env: Mapping[str, str] | None = None):

@@ -11,6 +11,7 @@ import contextlib
 import os
 import signal
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -18,6 +19,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import pytest
+
+from support.services import free_port
 
 
 class Process:
@@ -118,3 +121,23 @@ def wait_for_http(url: str, timeout: float = 30, *processes: Process) -> bytes:
         return answers(url)
 
     return wait_for(ready, timeout, f"{url} did not answer within {timeout} s")
+
+
+def serve(
+    project: Path, env: Mapping[str, str], log: Path, cleanup: contextlib.ExitStack
+) -> tuple[str, Process]:
+    """gunicorn with the project's own ``gunicorn.conf.py`` on a free loopback port, stopped by
+    ``cleanup``: its URL and process, once ``/healthz`` answers."""
+    port = free_port()
+    cmd = [sys.executable, "-m", "gunicorn", "--config", "gunicorn.conf.py"]
+    cmd += ["--bind", f"127.0.0.1:{port}"]  # the config binds 0.0.0.0: stay on loopback
+    gunicorn = Process("gunicorn", cmd, project, env, log).start()
+    cleanup.callback(gunicorn.stop)
+    url = f"http://127.0.0.1:{port}"
+    wait_for(
+        lambda: answers(url + "/healthz") or not gunicorn.running,
+        60,
+        lambda: f"gunicorn did not start:\n{gunicorn.output()[-4000:]}",
+    )
+    assert gunicorn.running, gunicorn.output()[-4000:]
+    return url, gunicorn
