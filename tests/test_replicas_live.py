@@ -1,12 +1,15 @@
 """Read replicas and a connection pooler, live (issue 20).
 
 A generated API project (PostgreSQL) under its own gunicorn, in production, against a cluster of
-the test's own (``support.pgcluster``): a primary, a streaming replica that replays the primary's
-changes two seconds late (``recovery_min_apply_delay``), so that a read shows which server
-answered it, and PgBouncer in transaction pooling before the primary, with fewer server
-connections than gunicorn has threads. ``DATABASE_URL`` goes through PgBouncer;
-``DATABASE_REPLICA_URLS`` names the replica. ``pg_stat_statements`` on each server counts the
-queries it ran.
+the test's own (``support.pgcluster``):
+
+- a primary, and PgBouncer in transaction pooling before it, with fewer server connections than
+  gunicorn has threads: ``DATABASE_URL`` goes through PgBouncer;
+- a streaming replica (``DATABASE_REPLICA_URLS``) that replays the primary's changes two
+  seconds late (``recovery_min_apply_delay``), so that a read shows which server answered it,
+  and streams them through a TCP proxy that the test can stall.
+
+``pg_stat_statements`` on each server counts the queries it ran.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 import requests
@@ -27,6 +31,7 @@ from support.postgres import execute, fetch
 from support.processes import Process, serve, wait_for
 from support.rendering import preset, render
 from support.services import free_port, require_modules
+from support.tcp_proxy import HOST, TcpProxy
 
 pytestmark = pytest.mark.xdist_group("services")
 
@@ -41,9 +46,12 @@ ITEM_READS = (
 @dataclass
 class Stack:
     url: str
+    project: Path
+    env: dict[str, str]
     cluster: Cluster
     bouncer: PgBouncer
     gunicorn: Process
+    stream: TcpProxy
     token: str = ""
 
     def headers(self) -> dict[str, str]:
@@ -71,8 +79,12 @@ def stack(template_dir, tmp_path_factory) -> Iterator[Stack]:
     slug = f"replicas_{secrets.token_hex(3)}"
     project = render(template_dir, root / slug, preset("api", project_slug=slug, ci="none"))
     cluster = Cluster({"recovery_min_apply_delay": f"{REPLAY_DELAY}s"})
+    stream = TcpProxy(HOST, cluster.primary.port)
+    cluster.replica_settings["primary_conninfo"] = f"host={HOST} port={stream.port} user=postgres"
     with contextlib.ExitStack() as cleanup:
         cleanup.callback(cluster.stop)
+        cleanup.callback(stream.stop)
+        stream.forward()
         cluster.start()
         execute(f"CREATE DATABASE {DATABASE}", cluster.primary.dsn())
         execute("CREATE EXTENSION pg_stat_statements", cluster.primary.dsn(DATABASE))
@@ -96,7 +108,7 @@ def stack(template_dir, tmp_path_factory) -> Iterator[Stack]:
         migrate_env = {**env, "DATABASE_URL": cluster.primary.url(DATABASE)}
         run([sys.executable, "-m", "flask", "--app", slug, "db", "upgrade"], project, migrate_env)
         url, gunicorn = serve(project, env, root / "gunicorn.log", cleanup)
-        stack = Stack(url, cluster, bouncer, gunicorn)
+        stack = Stack(url, project, env, cluster, bouncer, gunicorn, stream)
         response = requests.post(
             url + "/api/v1/users",
             json={"username": "ada", "email": "ada@example.com", "password": PASSWORD},
@@ -147,6 +159,39 @@ def test_a_client_reads_its_own_write_at_once_and_others_when_the_replica_has_it
     assert "mine" in item_names(stack, writer), "the writer reads its write: from the primary"
     assert "mine" not in item_names(stack), f"others read the replica, {REPLAY_DELAY} s behind"
     wait_for(lambda: "mine" in item_names(stack), 30, lambda: "never replayed\n" + stack.explain())
+
+
+MEASURE_LAG = """
+from {slug} import create_app
+from {slug}.replicas import measure_lag
+
+app = create_app()
+with app.app_context():
+    print(measure_lag(app.extensions["replicas"].replicas[0].engine))
+"""
+
+
+def measured_lag(stack: Stack) -> float:
+    """The generated ``measure_lag()`` of the replica, run in the project as the app runs it."""
+    slug = stack.project.name
+    code = MEASURE_LAG.format(slug=slug)
+    return float(run([sys.executable, "-c", code], stack.project, stack.env).stdout)
+
+
+def test_the_lag_is_measured_against_the_primary(stack: Stack):
+    """A replica whose stream stalls, still connected, has replayed all it received but not all
+    the primary wrote: it is behind. Once the stream flows and it replays, it is not."""
+    wait_for(stack.cluster.replayed(), 30, lambda: "not replayed\n" + stack.explain())
+    assert measured_lag(stack) == 0.0
+    stack.stream.stall()
+    try:
+        assert create_item(stack, "while stalled").status_code == 201
+        time.sleep(1.5)
+        assert measured_lag(stack) >= 1.0
+    finally:
+        stack.stream.resume()
+    wait_for(stack.cluster.replayed(), 30, lambda: "not replayed\n" + stack.explain())
+    assert measured_lag(stack) == 0.0
 
 
 def test_writes_through_pgbouncer_from_8_clients_all_succeed(stack: Stack):

@@ -6,7 +6,9 @@ The app is pointed at the proxy, and the test decides what the network does:
 - ``refuse()``: the port refuses connections and the open ones are cut, as when the server is
   stopped or its host is gone;
 - ``swallow()``: connections are accepted and never answered (open ones are cut), as when a
-  firewall or a lost route drops the packets: only the client's own timeouts end the wait.
+  firewall or a lost route drops the packets: only the client's own timeouts end the wait;
+- ``stall()``: open connections stay open and carry nothing until ``resume()``, as when a
+  network stops delivering in the middle of a stream.
 
 Used for the machine's PostgreSQL, which other tests use at the same time and must not stop.
 """
@@ -37,6 +39,8 @@ class TcpProxy:
         self._listener: socket.socket | None = None
         self._sockets: set[socket.socket] = set()
         self._lock = threading.Lock()
+        self._flowing = threading.Event()
+        self._flowing.set()
 
     @property
     def address(self) -> str:
@@ -50,6 +54,12 @@ class TcpProxy:
 
     def refuse(self) -> None:
         self._set_mode("refuse")
+
+    def stall(self) -> None:
+        self._flowing.clear()
+
+    def resume(self) -> None:
+        self._flowing.set()
 
     def _set_mode(self, mode: str) -> None:
         self._cut()
@@ -96,6 +106,7 @@ class TcpProxy:
     def _pipe(self, source: socket.socket, sink: socket.socket) -> None:
         try:
             while data := source.recv(65536):
+                self._flowing.wait()
                 sink.sendall(data)
         except OSError:
             pass
@@ -106,4 +117,5 @@ class TcpProxy:
             self._sockets.difference_update((source, sink))
 
     def stop(self) -> None:
+        self.resume()
         self.refuse()
