@@ -465,6 +465,17 @@ def test_one_trace_goes_from_the_app_into_the_worker_and_names_their_log_lines(s
     assert finished["trace_id"] == trace_id, finished
 
 
+def channel_listeners(stack: Stack) -> int:
+    """Processes subscribed to the stack's Socket.IO channel in Redis."""
+    import redis
+
+    client = redis.Redis.from_url(stack.env["REDIS_URL"])
+    try:
+        return client.pubsub_numsub(f"{stack.slug}.socketio")[0][1]
+    finally:
+        client.close()
+
+
 @REDIS
 def test_an_event_emitted_by_one_instance_reaches_a_client_of_the_other(stack: Stack):
     spread = stack.sources_by_instance()
@@ -474,6 +485,14 @@ def test_an_event_emitted_by_one_instance_reaches_a_client_of_the_other(stack: S
     ):
         assert on_a.client.transport() == "websocket"
         assert on_a.wait("welcome", bool) == [{"username": "ada"}]
+        # An instance subscribes to the channel in a thread of its own once its first client
+        # connects: an event published before both have would be lost (the test's race, not
+        # the app's: in service the instances listen long before a notification).
+        wait_for(
+            lambda: channel_listeners(stack) >= 2,
+            10,
+            lambda: f"{channel_listeners(stack)} instance(s) listen on the Socket.IO channel",
+        )
         assert on_b.client.call("notify", {"text": "from b"}, timeout=10) == {"status": "sent"}
         note = {"from": "ada", "text": "from b"}
         on_a.wait("notification", lambda events: note in events)
