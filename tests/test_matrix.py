@@ -24,7 +24,7 @@ from support.checks import (
     check_reproducible,
     check_secrets,
 )
-from support.commands import run, run_lint, run_project_tests
+from support.commands import run, run_lint, run_pre_commit, run_project_tests
 from support.matrix_report import record
 from support.options import CHECKS, SLUG, Combination, Rejected, build_matrix, option_space
 from support.rendering import render
@@ -83,6 +83,7 @@ def run_checks(combination: Combination, template_dir: Path, tmp_path: Path) -> 
         attempt("repro", reproducible)
         attempt("tests", lambda: run_project_tests(project))
         attempt("deploy", lambda: deploy_checks(project, tmp_path / "scratch"))
+        attempt("pre-commit", lambda: run_pre_commit(project))  # last: a failed hook edits
     results["secs"] = f"{time.monotonic() - start:.0f}"
     return results, failures
 

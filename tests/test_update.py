@@ -467,29 +467,36 @@ def test_a_wheel_of_a_later_commit_updates_offline_with_no_tags_and_no_source(
 
 @pytest.mark.xdist_group("wheels")
 def test_the_readme_quick_start_from_the_checkout_then_an_update(versions, wheelhouse, tmp_path):
-    """README's first command, literally, in a checkout; then a template commit and an update."""
+    """README's first command, literally, in a checkout (uvx: no virtualenv); then a template
+    commit, and an update with the same uvx, which builds the checkout's new commit."""
     checkout = tmp_path / "flaskscale"
     git(tmp_path, "clone", "-q", str(versions.repo), str(checkout))
     readme = (checkout / "README.md").read_text()
     quick_start = re.search(r"```bash\n(.+?)\n", readme)[1]
-    assert quick_start.startswith("pip install . && flaskscale new "), quick_start
-    venv = fresh_venv(tmp_path / "venv")
-    env = {**offline_env(tmp_path, venv), "PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(wheelhouse)}
+    uvx = "uvx --from . flaskscale"
+    assert quick_start.startswith(f"{uvx} new "), quick_start
+    env = {
+        **offline_env(tmp_path, tmp_path / "no-venv"),
+        "UV_CACHE_DIR": str(tmp_path / "uv-cache"),
+        "UV_TOOL_DIR": str(tmp_path / "uv-tools"),
+        "UV_NO_INDEX": "1",
+        "UV_FIND_LINKS": str(wheelhouse),
+    }
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"  # uv's own uvx
     run(["bash", "-c", quick_start], checkout, env)
     project = (checkout / quick_start.split(" new ", 1)[1].split()[0]).resolve()
     # The same from inside the checkout: the new project is an untracked repository there.
-    run(["bash", "-c", "flaskscale new inside --defaults --preset minimal"], checkout, env)
+    run(["bash", "-c", f"{uvx} new inside --defaults --preset minimal"], checkout, env)
     inside = checkout / "inside"
 
     template = checkout / "template/README.md.jinja"
     template.write_text(template.read_text() + "- Template after the quick start.\n")
     git(checkout, "commit", "-q", "-m", "A template change", "--", "template")
-    run(["bash", "-c", quick_start.split(" && ")[0]], checkout, env)  # pip install . again
     for made in (project, inside):
         edit(made / "README.md", "\n", "\nOur notes.\n")
         commit_all(made)
-        updated = cli(env, made, "update", "--defaults")
-        assert updated.returncode == 0, updated.stdout + updated.stderr
+        update = f"uvx --from {checkout} flaskscale update --defaults"
+        run(["bash", "-c", update], made, env)
         text = (made / "README.md").read_text()
         assert "Our notes." in text and "- Template after the quick start." in text
         assert answers_of(made)["_commit"] == "v0.3.0.post1"

@@ -15,6 +15,7 @@ from pathlib import Path
 import yaml
 from support.commands import run
 from support.processes import Process, wait_for_http
+from support.rendering import REPO
 from support.services import free_port
 
 
@@ -57,3 +58,21 @@ def test_installed_cli_generates_a_project_that_passes_its_tests_and_serves(
     assert json.loads(body) == {"status": "ok"}
     ready = json.loads(wait_for_http(f"http://127.0.0.1:{port}/readyz"))
     assert ready == {"status": "ok", "database": "ok"}
+
+
+def test_uvx_runs_the_readmes_first_command_with_no_virtualenv(tmp_path: Path):
+    """``uvx --from . flaskscale new ...`` from the checkout: uv builds flaskscale and runs it
+    from a cache of its own, so no virtualenv is made and the system Python is left alone."""
+    work = tmp_path / "work"
+    work.mkdir()
+    env = {
+        "UV_CACHE_DIR": str(tmp_path / "uv-cache"),
+        "UV_TOOL_DIR": str(tmp_path / "uv-tools"),
+        "VIRTUAL_ENV": "",  # not this test run's own: uv must not install into it
+    }
+    uvx = [sys.executable, "-m", "uv", "tool", "run", "--from", str(REPO)]
+    run([*uvx, "flaskscale", "new", "demo", "--defaults"], work, env, timeout=900)
+    answers = yaml.safe_load((work / "demo" / ".copier-answers.yml").read_text())
+    assert answers["project_slug"] == "demo"
+    assert str(tmp_path / "uv-cache") not in str(answers.get("_src_path", ""))
+    assert (work / "demo" / "demo" / "__init__.py").is_file()

@@ -58,3 +58,12 @@ def run_project_tests(project: Path, *args: str, env: Mapping[str, str] | None =
 def run_lint(project: Path) -> None:
     run([sys.executable, "-m", "ruff", "check", "--no-cache", "."], cwd=project)
     run([sys.executable, "-m", "ruff", "format", "--check", "--no-cache", "."], cwd=project)
+
+
+def run_pre_commit(project: Path) -> None:
+    """The project's own hooks on every file, as ``pre-commit run --all-files`` does in a new
+    git checkout of it; a hook that fails or changes a file fails the check."""
+    run(["git", "init", "-q"], cwd=project)
+    run(["git", "add", "-A"], cwd=project)
+    hooks = [sys.executable, "-m", "pre_commit", "run", "--all-files", "--show-diff-on-failure"]
+    run(hooks, cwd=project)
