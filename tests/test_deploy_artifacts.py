@@ -529,6 +529,15 @@ def selects(selector: dict, labels: dict) -> bool:
     return selector.keys() == {"matchLabels"} and selector["matchLabels"].items() <= labels.items()
 
 
+def selected(policy: dict, pods: dict[str, dict]) -> set[str]:
+    """The names of the pods (templates) that ``policy`` applies to."""
+    return {
+        name
+        for name, pod in pods.items()
+        if selects(policy["podSelector"], pod["metadata"]["labels"])
+    }
+
+
 @pytest.mark.parametrize("combo", with_file("deploy/k8s"))
 def test_network_policy_admits_only_the_ingress_controller(
     projects: dict[str, Path], combo: str
@@ -560,12 +569,7 @@ def test_network_policy_admits_only_the_ingress_controller(
 
         # The web pods, and only them, on their http port, from the ingress namespace only.
         assert allow["policyTypes"] == ["Ingress"]
-        admitted = {
-            name
-            for name, pod in pods.items()
-            if selects(allow["podSelector"], pod["metadata"]["labels"])
-        }
-        assert admitted == {"web"}
+        assert selected(allow, pods) == {"web"}
         [rule] = allow["ingress"]
         assert rule["from"] == [
             {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}}
@@ -595,12 +599,7 @@ def test_network_policy_admits_only_the_ingress_controller(
         # PgBouncer (prod) takes connections from the app's own pods only, on its one port.
         if overlay == "prod":
             pooler = policies["pgbouncer-from-app"]
-            admitted = {
-                name
-                for name, pod in pods.items()
-                if selects(pooler["podSelector"], pod["metadata"]["labels"])
-            }
-            assert admitted == {"pgbouncer"}
+            assert selected(pooler, pods) == {"pgbouncer"}
             [rule] = pooler["ingress"]
             [source] = rule["from"]
             assert source["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": prefix[:-1]}

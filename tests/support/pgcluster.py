@@ -15,6 +15,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from support.postgres import fetch
 from support.processes import Process, wait_for
 from support.services import free_port, missing, require_command
 
@@ -106,8 +107,6 @@ class Cluster:
 
     def replayed(self) -> Callable[[], bool]:
         """Whether the replica has replayed all the primary has written until now (a predicate)."""
-        from support.postgres import fetch
-
         written = fetch("SELECT pg_current_wal_lsn()::text", self.primary.dsn())[0][0]
         check = f"SELECT pg_last_wal_replay_lsn() >= '{written}'::pg_lsn"
         return lambda: fetch(check, self.replica.dsn())[0][0]
