@@ -9,11 +9,14 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
+from support import interpreters
 from support.processes import Process
 from support.rendering import REPO, snapshot_template
 
@@ -31,6 +34,16 @@ os.environ["COPIER_SETTINGS_PATH"] = str(_SETTINGS)
 _CACHE = tempfile.mkdtemp(prefix="flaskscale-copier-cache-")
 atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
 os.environ["COPIER_CACHE_DIR"] = _CACHE
+# The commands a generated project runs (uv at generation, pre-commit's hooks) are this
+# environment's, whether or not it was activated; uv finds a Python of every python_version.
+_BIN = Path(tempfile.mkdtemp(prefix="flaskscale-pythons-"))
+atexit.register(shutil.rmtree, _BIN, ignore_errors=True)
+interpreters.expose(
+    yaml.safe_load((REPO / "copier.yml").read_text())["python_version"]["choices"], _BIN
+)
+os.environ["PATH"] = os.pathsep.join(
+    [str(Path(sys.executable).parent), str(_BIN), os.environ["PATH"]]
+)
 
 
 @pytest.fixture(scope="session")

@@ -82,6 +82,31 @@ def test_new_with_defaults_creates_a_git_repository_with_one_commit(tmp_path):
     assert "flask --app demo run" in result.stdout
 
 
+def test_new_pins_the_dependencies_in_a_committed_uv_lock(tmp_path):
+    dest = tmp_path / "locked"
+    result = invoke("new", str(dest), "--defaults", "--preset", "minimal")
+    assert result.exit_code == 0, result.output
+    lock = (dest / "uv.lock").read_text()
+    assert 'name = "flask"' in lock and 'name = "locked"' in lock
+    tracked = subprocess.run(
+        ["git", "ls-files", "uv.lock"], cwd=dest, capture_output=True, text=True, check=True
+    )
+    assert tracked.stdout.strip() == "uv.lock"
+    assert "  uv run pytest" in result.stdout
+    assert "Without uv: python -m venv .venv" in result.stdout
+
+
+def test_new_without_uv_makes_the_project_and_says_how_to_lock_later(tmp_path, monkeypatch, capfd):
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")  # git, no uv
+    monkeypatch.delenv("UV", raising=False)
+    dest = tmp_path / "unlocked"
+    result = invoke("new", str(dest), "--defaults", "--preset", "minimal")
+    assert result.exit_code == 0, result.output
+    assert (dest / "pyproject.toml").is_file() and not (dest / "uv.lock").exists()
+    assert "uv is not installed: run make lock" in capfd.readouterr().err
+    assert "pip install -e '.[dev]'" in result.stdout and "uv run" not in result.stdout
+
+
 def test_new_into_an_existing_empty_folder(tmp_path):
     dest = tmp_path / "empty"
     dest.mkdir()

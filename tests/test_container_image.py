@@ -49,6 +49,7 @@ from support.podman import (
     Stopwatch,
     python_base_tags,
     record_metric,
+    uv_image_versions,
 )
 from support.postgres import throwaway_database
 from support.postgres import url as postgres_url
@@ -181,9 +182,13 @@ def image(podman: Podman, template_dir: Path, tmp_path_factory) -> Iterator[Imag
     dockerfile = project / "Dockerfile"
     tags = python_base_tags(dockerfile)
     assert tags, f"no FROM python:{BASE_PYTHON}... in the generated Dockerfile"
+    uv_versions = uv_image_versions(dockerfile)
+    assert uv_versions, "no COPY --from=ghcr.io/astral-sh/uv:... in the generated Dockerfile"
     with podman.lock():
         try:
             base = podman.ensure_python_base(tags)
+            for version in uv_versions:
+                podman.ensure_uv_image(version)
         except PodmanUnavailable as exc:
             unavailable(str(exc))
     ref = f"localhost/flaskscale-test/{SLUG.replace('_', '-')}:{secrets.token_hex(4)}"
@@ -314,6 +319,41 @@ def test_the_default_command_serves_healthz_as_a_non_root_user(image: Image, rec
     }
     for name, value in metrics.items():
         record_metric(record_property, name, value)
+
+
+# How the build stage installed the project before uv.lock (template 0.12.0): pip, resolving the
+# newest releases into a virtualenv. Built beside the locked image to compare their sizes.
+PIP_BUILD_STAGE = """\
+FROM python:{python}-slim AS build
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \\
+    PIP_NO_CACHE_DIR=1
+RUN python -m venv /opt/venv
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY {slug}/ {slug}/
+RUN /opt/venv/bin/pip install --no-cache-dir .
+"""
+
+
+def test_the_locked_image_is_no_larger_than_the_pip_built_one(image: Image, record_property):
+    dockerfile = (image.project / "Dockerfile").read_text()
+    uv_stage = re.search(r"^FROM \S+ AS build\n.*?uv sync --locked --no-dev --no-editable\n",
+                         dockerfile, re.S | re.M)  # fmt: skip
+    assert uv_stage, "the Dockerfile's build stage no longer installs with uv sync --locked"
+    pip_stage = PIP_BUILD_STAGE.format(python=BASE_PYTHON, slug=SLUG)
+    (image.project / "Dockerfile.pip").write_text(dockerfile.replace(uv_stage[0], pip_stage))
+    ref = f"{image.ref}-pip"
+    try:
+        image.podman(
+            "build", "--format", "docker", "--pull=never", "--layers=false", "--label", LABEL,
+            "--file", str(image.project / "Dockerfile.pip"), "--tag", ref, str(image.project),
+            timeout=1200,
+        )  # fmt: skip
+        locked, pip = image.size(image.ref), image.size(ref)
+    finally:
+        image.podman.remove_images([ref])
+    record_metric(record_property, "image size, built by pip", f"{pip / 1e6:.0f} MB")
+    assert locked <= pip, f"the uv.lock image is {locked / 1e6:.0f} MB, pip's {pip / 1e6:.0f} MB"
 
 
 def test_the_migration_command_upgrades_an_empty_postgresql_database(

@@ -16,6 +16,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tomllib
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,11 +69,8 @@ def release(repo: Path, version: str) -> None:
     git(repo, "commit", "-q", "-m", f"Release {version}")
 
 
-@pytest.fixture(scope="session")
-def versions(tmp_path_factory) -> Versions:
-    """A template repository whose commits are named v0.1.0, v0.2.0 and v0.3.0 (no tags)."""
-    repo = tmp_path_factory.mktemp("template-history") / "flaskscale"
-    log = repo.parent / "migrations.log"
+def first_release(repo: Path) -> Path:
+    """A new git repository at ``repo`` holding this tree, committed as v0.1.0."""
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".*_cache", "*.egg-info")
     repo.mkdir()
     for name in ("copier.yml", "pyproject.toml", "README.md", "CHANGELOG.md", "hatch_build.py"):
@@ -81,6 +79,14 @@ def versions(tmp_path_factory) -> Versions:
         shutil.copytree(REPO / name, repo / name, ignore=ignore)
     git(repo, "init", "-q", "--initial-branch=main")
     release(repo, "0.1.0")
+    return repo
+
+
+@pytest.fixture(scope="session")
+def versions(tmp_path_factory) -> Versions:
+    """A template repository whose commits are named v0.1.0, v0.2.0 and v0.3.0 (no tags)."""
+    repo = first_release(tmp_path_factory.mktemp("template-history") / "flaskscale")
+    log = repo.parent / "migrations.log"
 
     template = repo / "template"
     edit(repo / "copier.yml", "\ndescription:\n", "\nsummary:\n")
@@ -355,6 +361,60 @@ def test_plain_copier_update_from_the_project_folder(monkeypatch, versions, tmp_
     assert answers_of(project)["_commit"] == "v0.3.0"  # the newest version
     assert "- Template v0.3.0." in (project / "README.md").read_text()
     assert (project / "tests/test_probes.py").is_file()
+
+
+NEW_DEPENDENCY = '    "humanize>=4.9,<5",\n'
+
+
+@pytest.fixture(scope="session")
+def dependency_versions(tmp_path_factory) -> Versions:
+    """v0.1.0 is this tree; v0.2.0 adds a dependency to every project's pyproject.toml."""
+    repo = first_release(tmp_path_factory.mktemp("dependency-history") / "flaskscale")
+    pyproject = repo / "template/pyproject.toml.jinja"
+    edit(pyproject, '    "flask>=3.1,<4",\n', '    "flask>=3.1,<4",\n' + NEW_DEPENDENCY)
+    release(repo, "0.2.0")
+    return Versions(repo, repo.parent / "unused.log")
+
+
+def locked(project: Path) -> dict[str, str]:
+    """{package: version} as the project's uv.lock pins them."""
+    lock = tomllib.loads((project / "uv.lock").read_text())
+    return {package["name"]: package["version"] for package in lock["package"]}
+
+
+@pytest.mark.parametrize("updater", ["flaskscale", "copier"])
+def test_an_update_keeps_the_owners_uv_lock_and_uv_lock_then_adds_the_new_dependency(
+    monkeypatch, dependency_versions, tmp_path, updater
+):
+    project = generate(monkeypatch, dependency_versions, tmp_path / "locked")
+    assert "click" in locked(project), "generation made no uv.lock: is uv on PATH?"
+    # The owner's own choices in the lock: an older click than the newest, and a dependency of
+    # their own (uv add writes both pyproject.toml and uv.lock).
+    run(["uv", "lock", "--quiet", "--upgrade-package", "click==8.1.8"], project)
+    run(["uv", "add", "--quiet", "--no-sync", "tabulate>=0.9"], project)
+    commit_all(project)
+    owners_lock = (project / "uv.lock").read_bytes()
+
+    if updater == "flaskscale":
+        result = flaskscale("update", str(project), "--to", "0.2.0", "--defaults")
+        assert result.exit_code == 0, result.output
+    else:
+        published = tmp_path / "published.git"
+        history.tagged_repository(dependency_versions.repo, published)
+        env = {**redirect_env(str(published)), "COPIER_CACHE_DIR": str(tmp_path / "cache")}
+        env.pop(MIRROR_ENV, None)
+        run([sys.executable, "-m", "copier", "update", "--trust", "--defaults"], project, env)
+    assert answers_of(project)["_commit"] == "v0.2.0"
+    pyproject = (project / "pyproject.toml").read_text()
+    assert NEW_DEPENDENCY in pyproject and '"tabulate>=0.9"' in pyproject
+    # The update left the lock as the owner had it, and says so: it no longer matches.
+    assert (project / "uv.lock").read_bytes() == owners_lock
+    assert subprocess.run(["uv", "lock", "--check"], cwd=project, capture_output=True).returncode
+
+    run(["uv", "lock", "--quiet"], project)
+    pins = locked(project)
+    assert "humanize" in pins  # the template's new dependency
+    assert "tabulate" in pins and pins["click"] == "8.1.8"  # the owner's choices, kept
 
 
 def test_a_checkout_renders_its_last_commit_and_warns_of_uncommitted_changes(

@@ -159,16 +159,21 @@ def new(
             f"the project (template {result.source.installed} is its last commit)",
             err=True,
         )
+    # uv.lock is there when uv was found at generation (copier.yml's task): uv runs the project.
+    locked = (result.dest / "uv.lock").is_file()
+    pip = "python -m venv .venv && . .venv/bin/activate && pip install -e '.[dev]'"
+    run = "uv run " if locked else ""
     typer.echo("Next steps:")
     for step in (
         f"cd {result.dest}",
-        "python -m venv .venv && . .venv/bin/activate",
-        "pip install -e '.[dev]'",
-        f"flask --app {slug} db upgrade",
-        f"flask --app {slug} run      # then open http://127.0.0.1:5000/healthz",
-        "pytest",
+        *([] if locked else [pip]),
+        f"{run}flask --app {slug} db upgrade",
+        f"{run}flask --app {slug} run      # then open http://127.0.0.1:5000/healthz",
+        f"{run}pytest",
     ):
         typer.echo(f"  {step}")
+    if locked:
+        typer.echo(f"Without uv: {pip}, then the same commands without `uv run`.")
 
 
 @app.command(epilog="[bold]Example[/]\n\n  flaskscale options")

@@ -67,3 +67,11 @@ def run_pre_commit(project: Path) -> None:
     run(["git", "add", "-A"], cwd=project)
     hooks = [sys.executable, "-m", "pre_commit", "run", "--all-files", "--show-diff-on-failure"]
     run(hooks, cwd=project)
+
+
+def run_lock_check(project: Path) -> None:
+    """The project's uv.lock, made at generation, is there and pins what pyproject.toml asks
+    for (``uv lock --check`` resolves again and fails if the lock would change)."""
+    if not (project / "uv.lock").is_file():
+        pytest.fail(f"no uv.lock in {project}: generation did not lock (is uv on PATH?)")
+    run(["uv", "lock", "--check"], cwd=project)

@@ -12,7 +12,11 @@ images as root once a base image exists locally. This module:
   ``docker.io/library/python:3.11-slim`` (Debian bookworm's python3 is 3.11), which provides what
   the generated Dockerfile relies on: ``/usr/local/bin/python``/``python3``/``pip``, venv, the C
   runtime libraries, ``PATH`` and ``LANG``, plus this machine's extra CA certificates so pip
-  reaches PyPI through the egress proxy during builds.
+  reaches PyPI through the egress proxy during builds (pip by its pip.conf, uv by
+  ``SSL_CERT_FILE``);
+- stands in for the official ``ghcr.io/astral-sh/uv:<version>`` image, which the generated
+  Dockerfile copies uv from: an image holding only ``/uv`` and ``/uvx``, taken from that
+  release's wheel on PyPI.
 
 The generated Dockerfile itself is always built unmodified.
 """
@@ -24,11 +28,14 @@ import fcntl
 import hashlib
 import json
 import os
+import platform
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
+import zipfile
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -88,7 +95,8 @@ RUN apt-get update \\
  && ln -s pip3 /usr/local/bin/pip \\
  && python --version && pip --version
 ENV PATH=/usr/local/bin:/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin \\
-    LANG=C.UTF-8
+    LANG=C.UTF-8 \\
+    SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt
 CMD ["python3"]
 """
 
@@ -104,6 +112,14 @@ path-exclude /usr/share/locale/*
 path-include /usr/share/locale/locale.alias
 path-exclude /usr/share/man/*
 """
+
+# The stand-in for ghcr.io/astral-sh/uv:<version>: uv's two binaries, as the official image has
+# them (a scratch image). Test-only.
+UV_CONTAINERFILE = """\
+FROM scratch
+COPY uv uvx /
+"""
+UV_IMAGE = "ghcr.io/astral-sh/uv"
 
 # pip inside builds: trust the system bundle (which holds this machine's extra CAs) and be as
 # patient as pip on the host (PIP_DEFAULT_TIMEOUT).
@@ -320,6 +336,34 @@ class Podman:
             self("tag", primary, tag)
         return primary
 
+    def ensure_uv_image(self, version: str) -> str:
+        """A test-only stand-in for ``ghcr.io/astral-sh/uv:<version>``, from uv's wheel."""
+        ref = f"{UV_IMAGE}:{version}"
+        if self.image_exists(ref):
+            return ref
+        watch = Stopwatch()
+        with tempfile.TemporaryDirectory(prefix="flaskscale-uv-") as tmp:
+            context = Path(tmp)
+            wheel_platform = f"manylinux_2_17_{platform.machine()}"
+            proc = subprocess.run(
+                [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary",
+                 ":all:", "--platform", wheel_platform, "--dest", str(context), f"uv=={version}"],
+                capture_output=True, text=True, timeout=600, check=False,
+            )  # fmt: skip
+            wheels = list(context.glob("uv-*.whl"))
+            if proc.returncode != 0 or not wheels:
+                raise PodmanUnavailable(f"uv {version}'s wheel: {proc.stderr.strip()[-1500:]}")
+            with zipfile.ZipFile(wheels[0]) as wheel:
+                for name in ("uv", "uvx"):
+                    member = f"uv-{version}.data/scripts/{name}"
+                    (context / name).write_bytes(wheel.read(member))
+                    (context / name).chmod(0o755)
+            (context / "Containerfile").write_text(UV_CONTAINERFILE)
+            self("build", "--pull=never", "--format", "docker", "--layers=false",
+                 "-t", ref, str(context), timeout=600)  # fmt: skip
+        self.built[ref] = watch.seconds
+        return ref
+
     # -- cleanup -------------------------------------------------------------------------
     def remove_containers(self, names: Sequence[str]) -> None:
         if names:
@@ -396,6 +440,13 @@ def python_base_tags(dockerfile: Path, python_version: str = BASE_PYTHON) -> lis
             if short == "python" and tag.startswith(python_version):
                 tags.append(f"docker.io/library/python:{tag}")
     return sorted(set(tags))
+
+
+def uv_image_versions(dockerfile: Path) -> list[str]:
+    """The versions of the official uv image the Dockerfile copies uv from."""
+    pattern = rf"--from={re.escape(UV_IMAGE)}:(\S+)"
+    return sorted({m[1] for line in _logical_lines(dockerfile.read_text())
+                   if (m := re.search(pattern, line))})  # fmt: skip
 
 
 def _logical_lines(text: str) -> Iterator[str]:
