@@ -97,10 +97,13 @@ def test_new_pins_the_dependencies_in_a_committed_uv_lock(tmp_path):
 
 
 def test_new_without_uv_makes_the_project_and_says_how_to_lock_later(tmp_path, monkeypatch, capfd):
-    monkeypatch.setenv("PATH", "/usr/bin:/bin")  # git, no uv
-    monkeypatch.delenv("UV", raising=False)
+    from plumbum import local
+
     dest = tmp_path / "unlocked"
-    result = invoke("new", str(dest), "--defaults", "--preset", "minimal")
+    # Copier runs its tasks in plumbum's copy of the environment, taken at plumbum's import.
+    with local.env(PATH="/usr/bin:/bin"):  # git, no uv
+        local.env.pop("UV", None)
+        result = invoke("new", str(dest), "--defaults", "--preset", "minimal")
     assert result.exit_code == 0, result.output
     assert (dest / "pyproject.toml").is_file() and not (dest / "uv.lock").exists()
     assert "uv is not installed: run make lock" in capfd.readouterr().err
