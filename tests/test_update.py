@@ -398,6 +398,7 @@ def test_an_update_keeps_the_owners_uv_lock_and_uv_lock_then_adds_the_new_depend
     if updater == "flaskscale":
         result = flaskscale("update", str(project), "--to", "0.2.0", "--defaults")
         assert result.exit_code == 0, result.output
+        assert "run 'make lock' to pin its dependencies in uv.lock" in result.output
     else:
         published = tmp_path / "published.git"
         history.tagged_repository(dependency_versions.repo, published)

@@ -317,3 +317,6 @@ def update(
         highlight=False,
     )
     say("  (or undo everything with: git reset --hard && git clean -fd)", markup=False)
+    # The template never changes uv.lock: the owner's pins stay until they lock again.
+    if "M pyproject.toml" in outcome.changed and (plan.project / "uv.lock").is_file():
+        say("pyproject.toml changed: run 'make lock' to pin its dependencies in uv.lock.")
