@@ -168,6 +168,8 @@ def _python_string(arguments: str) -> str:
 
 def plain_python(source: str) -> str:
     """``source`` with its marks written out to the strings they hold."""
+    # A group of flask_babel imports alone goes with the blank line that ended it.
+    source = re.sub(r"(?<=\n\n)(?:from flask_babel import .*\n)+\n", "", source)
     source = re.sub(r"^from flask_babel import .*\n", "", source, flags=re.MULTILINE)
     out, position = [], 0
     for match in _MARK.finditer(source):

@@ -3,9 +3,9 @@
 The combinations (tests/support/options.py) come from copier.yml: the defaults, all off, all on,
 each preset, each boolean toggled alone, and a pairwise-covering set. Each one is rendered once and
 checked for unrendered Jinja, leftovers of disabled options, ruff, bandit, deptry, its own test
-suite, its deployment artifacts, byte-identical re-rendering, its uv.lock and its pre-commit
-hooks. A failing check does not stop the others, so the summary table at the end of the run
-shows every cell.
+suite, its deployment artifacts, byte-identical re-rendering, its uv.lock, mypy and its
+pre-commit hooks. A failing check does not stop the others, so the summary table at the end of
+the run shows every cell.
 
     python -m pytest tests/test_matrix.py -n 2
 """
@@ -25,7 +25,14 @@ from support.checks import (
     check_reproducible,
     check_secrets,
 )
-from support.commands import run, run_lint, run_lock_check, run_pre_commit, run_project_tests
+from support.commands import (
+    run,
+    run_lint,
+    run_lock_check,
+    run_mypy,
+    run_pre_commit,
+    run_project_tests,
+)
 from support.matrix_report import record
 from support.options import CHECKS, SLUG, Combination, Rejected, build_matrix, option_space
 from support.rendering import render
@@ -85,6 +92,7 @@ def run_checks(combination: Combination, template_dir: Path, tmp_path: Path) -> 
         attempt("tests", lambda: run_project_tests(project))
         attempt("deploy", lambda: deploy_checks(project, tmp_path / "scratch"))
         attempt("lock", lambda: run_lock_check(project))
+        attempt("mypy", lambda: run_mypy(project))
         attempt("pre-commit", lambda: run_pre_commit(project))  # last: a failed hook edits
     results["secs"] = f"{time.monotonic() - start:.0f}"
     return results, failures

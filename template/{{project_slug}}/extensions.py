@@ -4,7 +4,9 @@ Optional packages keep their own extensions beside them.
 """
 
 import sqlite3
+from typing import TYPE_CHECKING, Any
 
+import flask_sqlalchemy.model
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import MetaData, event
@@ -26,11 +28,17 @@ class Base(DeclarativeBase):
 
 
 @event.listens_for(Engine, "connect")
-def enforce_sqlite_foreign_keys(dbapi_connection, connection_record) -> None:
+def enforce_sqlite_foreign_keys(dbapi_connection: Any, connection_record: Any) -> None:
     """SQLite ignores foreign keys (and ON DELETE CASCADE) unless asked on every connection."""
     if isinstance(dbapi_connection, sqlite3.Connection):
         dbapi_connection.execute("PRAGMA foreign_keys = ON")
 
 
 db = SQLAlchemy(model_class=Base)
+if TYPE_CHECKING:
+    # mypy takes no base class from an attribute (python/mypy#8603): to it, the models derive
+    # from what db.Model is made of.
+    class Model(Base, flask_sqlalchemy.model.Model): ...
+else:
+    Model = db.Model  # the base class of the models
 migrate = Migrate(render_as_batch=True)  # SQLite alters tables by copying them

@@ -49,7 +49,8 @@ def csp_nonce() -> str:
     """The nonce of this response: the Content-Security-Policy lets inline scripts with it run."""
     if "csp_nonce" not in g:
         g.csp_nonce = secrets.token_urlsafe(16)
-    return g.csp_nonce
+    nonce: str = g.csp_nonce
+    return nonce
 
 
 def add_security_headers(response: Response) -> Response:

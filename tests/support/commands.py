@@ -60,6 +60,13 @@ def run_lint(project: Path) -> None:
     run([sys.executable, "-m", "ruff", "format", "--check", "--no-cache", "."], cwd=project)
 
 
+def run_mypy(project: Path) -> None:
+    """The project's own type check: plain ``mypy`` in its folder reads its configuration. The
+    cache goes in the test's folder, beside the project, never in it (the repro check)."""
+    cache = project.parent / "mypy-cache"
+    run([sys.executable, "-m", "mypy", "--cache-dir", str(cache)], cwd=project)
+
+
 def run_pre_commit(project: Path) -> None:
     """The project's own hooks on every file, as ``pre-commit run --all-files`` does in a new
     git checkout of it; a hook that fails or changes a file fails the check."""

@@ -25,7 +25,7 @@ SLUG = FIXED_ANSWERS["project_slug"]
 
 CHECKS = (
     "render", "jinja", "leftovers", "secrets", "ruff", "bandit", "deptry", "tests", "deploy",
-    "repro", "lock", "pre-commit",
+    "repro", "lock", "mypy", "pre-commit",
 )  # fmt: skip
 
 # Free-text answers the matrix varies all the same: one language, and several.

@@ -2,9 +2,13 @@
 
 from collections.abc import Callable
 from functools import wraps
+from typing import ParamSpec, TypeVar
 
 from flask import abort
 from flask_login import AnonymousUserMixin, current_user, login_required
+
+Params = ParamSpec("Params")
+Result = TypeVar("Result")
 
 
 class Visitor(AnonymousUserMixin):
@@ -15,17 +19,20 @@ class Visitor(AnonymousUserMixin):
         return False
 
 
-def permission_required(permission: str) -> Callable:
+def permission_required(
+    permission: str,
+) -> Callable[[Callable[Params, Result]], Callable[Params, Result]]:
     """The view serves users whose roles grant ``permission``; visitors are sent to log in,
     other users get a 403 page."""
 
-    def decorator(view: Callable) -> Callable:
+    def decorator(view: Callable[Params, Result]) -> Callable[Params, Result]:
         @wraps(view)
-        def wrapper(*args, **kwargs):
+        def wrapper(*args: Params.args, **kwargs: Params.kwargs) -> Result:
             if not current_user.can(permission):
                 abort(403)
             return view(*args, **kwargs)
 
-        return login_required(wrapper)
+        guarded: Callable[Params, Result] = login_required(wrapper)  # Flask-Login's is untyped
+        return guarded
 
     return decorator

@@ -6,6 +6,8 @@ raising the version on logout or on a new password turns every older cookie, rem
 included, into an anonymous one. ``auth.load_user`` compares the two.
 """
 
+from typing import TYPE_CHECKING
+
 from flask_login import UserMixin
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -14,6 +16,8 @@ class SignedIn(UserMixin):
     """What Flask-Login needs of the ``User`` model."""
 
     session_version: Mapped[int] = mapped_column(default=0, server_default="0")
+    if TYPE_CHECKING:
+        id: Mapped[int]  # the User model's (for mypy only: a mixin must not map a column)
 
     def get_id(self) -> str:
         """What the session and remember-me cookies keep: ``<user id>:<session version>``."""
