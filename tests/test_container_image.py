@@ -2,10 +2,13 @@
 
 hadolint proves the Dockerfile is well written, not that it builds or starts. Here the Dockerfile
 of a project with every option on is built unmodified with ``podman build``, on a locally made
-stand-in for ``python:3.11-slim`` (see ``podman_support``), and then:
+stand-in for ``python:3.11-slim`` and one for ``ghcr.io/astral-sh/uv`` (see ``support/podman.py``),
+and then:
 
 - the default command serves ``/healthz`` through a published loopback port, as the numeric
   non-root user, and ``podman healthcheck run`` reports healthy; the image holds no compiler;
+- the image, whose build stage installs ``uv.lock`` with uv, is no larger than the same image
+  built the way it was before the lock (pip into a virtualenv), built beside it;
 - the migration command (compose's ``migrate`` service) upgrades an empty PostgreSQL database
   on the host;
 - the worker command (compose's ``worker`` service), on the host network against the machine's
@@ -304,6 +307,9 @@ def test_the_default_command_serves_healthz_as_a_non_root_user(image: Image, rec
         "for c in gcc cc c++ g++ clang x86_64-linux-gnu-gcc; do command -v $c; done; true",
     ).stdout  # fmt: skip
     assert not compilers.strip(), f"compilers in the image: {compilers.split()}"
+    # uv built the virtualenv and stayed in the build stage.
+    uv = image.podman("exec", web, "sh", "-c", "command -v uv uvx; true").stdout
+    assert not uv.strip(), f"uv in the image: {uv.split()}"
 
     size = image.size(image.ref)
     added = size - image.size(image.base)
